@@ -1,0 +1,1 @@
+"""Storage of NNI experiment results: models, migrations, ingest and typed queries."""

@@ -1,0 +1,135 @@
+"""SQLAlchemy 2.0 models: experiment, trial, per-layer row.
+
+Times are NNI's epoch milliseconds (BigInteger) so that a value read back equals NNI's exactly
+on SQLite and PostgreSQL alike. Columns the queries filter or aggregate on (model, dataset,
+val_error, layer) are denormalized onto the rows they are read from, so the hot endpoints are a
+single indexed scan without a join.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nni_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(256))
+    model: Mapped[str | None] = mapped_column(String(64), index=True)
+    dataset: Mapped[str | None] = mapped_column(String(64))
+    trial_command: Mapped[str | None] = mapped_column(Text)
+    search_space: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(32))
+    start_time: Mapped[int | None] = mapped_column(BigInteger)
+    end_time: Mapped[int | None] = mapped_column(BigInteger)
+    # Where the last ingest read from ("rest" or "sqlite") and a stamp of that source
+    # (file size+mtime), so an unchanged stopped experiment is not re-read every sync.
+    source: Mapped[str | None] = mapped_column(String(16))
+    source_stamp: Mapped[str | None] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(String(40))
+
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="experiment", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "trial_job_id", name="uq_trials_experiment_job"),
+        # Covering indexes of the hot queries: best config, per-layer ranking, compare.
+        Index("ix_trials_md_val", "model", "dataset", "val_error"),
+        Index(
+            "ix_trials_md_layers", "model", "dataset", "family", "n_layers", "layers", "val_error"
+        ),
+        Index(
+            "ix_trials_md_config",
+            "model",
+            "dataset",
+            "family",
+            "config_key",
+            "val_error",
+            "test_error",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    trial_job_id: Mapped[str] = mapped_column(String(64))
+    sequence_id: Mapped[int | None] = mapped_column(Integer)
+    model: Mapped[str | None] = mapped_column(String(64))
+    dataset: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # sha1 of the parameters without "seed": trials of one config over several seeds share it.
+    config_key: Mapped[str] = mapped_column(String(40))
+    layers: Mapped[str] = mapped_column(String(128))  # "none" or sorted "3,4"
+    n_layers: Mapped[int] = mapped_column(Integer)  # 0 = no layer regularized, -1 = unparseable
+    # "vanilla" (no layer regularized), "nsr" (NSR on some layers), another regularizer's name,
+    # or "unknown" (unparseable layers): what compare and the layer rankings select on.
+    family: Mapped[str] = mapped_column(String(32))
+    regularizer: Mapped[str | None] = mapped_column(String(32))
+    seed: Mapped[int | None] = mapped_column(Integer)
+    val_error: Mapped[float | None] = mapped_column(Float)  # final "default"
+    test_error: Mapped[float | None] = mapped_column(Float)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    epoch_seconds: Mapped[float | None] = mapped_column(Float)
+    final_metrics: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    # What NNI held when the final metric is not the expected dict (a bare float, junk, ...).
+    final_raw: Mapped[str | None] = mapped_column(Text)
+    intermediate: Mapped[list[float]] = mapped_column(JSON)
+    start_time: Mapped[int | None] = mapped_column(BigInteger)
+    end_time: Mapped[int | None] = mapped_column(BigInteger)
+    fingerprint: Mapped[str] = mapped_column(String(40))
+
+    experiment: Mapped[Experiment] = relationship(back_populates="trials")
+    layer_rows: Mapped[list[TrialLayer]] = relationship(
+        back_populates="trial", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class TrialLayer(Base):
+    __tablename__ = "trial_layers"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "layer", name="uq_trial_layers_trial_layer"),
+        Index(
+            "ix_trial_layers_lookup", "model", "dataset", "family", "layer", "var_end", "var_init"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    layer: Mapped[int] = mapped_column(Integer)
+    # Effective λ: 0 when the layer is not regularized; None when it is but no lambda_<k> was given.
+    lam: Mapped[float | None] = mapped_column(Float)
+    var_init: Mapped[float | None] = mapped_column(Float)
+    var_end: Mapped[float | None] = mapped_column(Float)
+    # Copies of the trial's columns: the recommendation aggregates without a join.
+    model: Mapped[str | None] = mapped_column(String(64))
+    dataset: Mapped[str | None] = mapped_column(String(64))
+    family: Mapped[str] = mapped_column(String(32))
+    val_error: Mapped[float | None] = mapped_column(Float)
+
+    trial: Mapped[Trial] = relationship(back_populates="layer_rows")
