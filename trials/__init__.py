@@ -1,0 +1,1 @@
+"""NSR trials: the regularizer and one entry per model family (``python -m trials.<entry>``)."""

@@ -1,0 +1,147 @@
+"""Image data sets as tensors held in memory (no per-sample PIL pipeline).
+
+``digits`` (scikit-learn's bundled 8×8 digits) is the offline default. ``mnist`` and
+``fashion-mnist`` read the four IDX files (``*.gz`` or plain) from the first place that has them:
+``<data_root>/<name>/``, torchvision's layout ``<data_root>/<MNIST|FashionMNIST>/raw/``, or Debian's
+``/usr/share/datasets/<name>/`` (package ``dataset-fashion-mnist``). Nothing is downloaded: this
+tool runs where there is no internet, so a missing data set is a one-line error that says where to
+put which files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from trials.params import TrialError
+
+IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist")
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+# MNIST: 60,000 training images -> 50,000 train / 10,000 validation (the paper's split).
+MNIST_VALIDATION = 10_000
+
+
+def default_data_root() -> str:
+    return os.environ.get("NSR_DATA_ROOT", str(Path.home() / ".local/share/nsr-search/data"))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Flat float32 features in [0, 1] and int64 labels for train / validation / test."""
+
+    train_x: Tensor  # (N_train, D)
+    train_y: Tensor  # (N_train,)
+    val_x: Tensor  # (N_val, D)
+    val_y: Tensor  # (N_val,)
+    test_x: Tensor  # (N_test, D)
+    test_y: Tensor  # (N_test,)
+    num_classes: int
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.train_x.shape[1])
+
+    def to(self, device: torch.device) -> Splits:
+        move = lambda t: t.to(device)  # noqa: E731
+        return Splits(
+            move(self.train_x), move(self.train_y), move(self.val_x), move(self.val_y),
+            move(self.test_x), move(self.test_y), self.num_classes,
+        )
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def idx_candidates(name: str, data_root: str) -> list[Path]:
+    root = Path(data_root).expanduser()
+    return [
+        root / name,
+        root / TORCHVISION_DIRS[name] / "raw",
+        Path("/usr/share/datasets") / name,
+    ]
+
+
+def _find_idx_dir(name: str, data_root: str) -> Path:
+    candidates = idx_candidates(name, data_root)
+    for directory in candidates:
+        if all(_idx_path(directory, stem) for stem in IDX_FILES.values()):
+            return directory
+    files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
+    where = "; ".join(str(c) for c in candidates)
+    hint = " (or `apt-get install dataset-fashion-mnist`)" if name == "fashion-mnist" else ""
+    raise TrialError(
+        f"data set {name!r} not found offline: put {files} in one of: {where}{hint}"
+    )
+
+
+def _idx_path(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / f"{stem}.gz", directory / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _split_train_val(
+    x: Tensor, y: Tensor, n_val: int, split_seed: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    # A fixed split seed, independent of the training seed: every trial validates on the same images.
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
+    val, train = perm[:n_val], perm[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def load_idx_dataset(name: str, data_root: str, split_seed: int) -> Splits:
+    directory = _find_idx_dir(name, data_root)
+    arrays = {}
+    for key, stem in IDX_FILES.items():
+        path = _idx_path(directory, stem)
+        assert path is not None
+        try:
+            arrays[key] = _read_idx(path)
+        except (OSError, EOFError, ValueError) as exc:
+            raise TrialError(f"data set {name!r}: cannot read {path}: {exc}") from None
+    to_x = lambda a: torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)  # noqa: E731
+    to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    tx, ty, vx, vy = _split_train_val(
+        to_x(arrays["train_x"]), to_y(arrays["train_y"]), MNIST_VALIDATION, split_seed
+    )
+    return Splits(tx, ty, vx, vy, to_x(arrays["test_x"]), to_y(arrays["test_y"]), 10)
+
+
+def load_digits_dataset(split_seed: int) -> Splits:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.data.astype(np.float32) / 16.0)  # (1797, 64), pixels 0..16
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    # 1,797 images: 60 % train, 20 % validation, 20 % test, by the fixed split seed.
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
+    n_val = n_test = len(x) // 5
+    test, val, train = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
+    return Splits(x[train], y[train], x[val], y[val], x[test], y[test], 10)
+
+
+def load_image_dataset(name: str, data_root: str | None = None, split_seed: int = 0) -> Splits:
+    if name not in IMAGE_DATASETS:
+        raise TrialError(f"unknown data set {name!r}; allowed: {', '.join(IMAGE_DATASETS)}")
+    if name == "digits":
+        return load_digits_dataset(split_seed)
+    return load_idx_dataset(name, data_root or default_data_root(), split_seed)

@@ -1,0 +1,128 @@
+"""MLP trials of the paper's Table 1: MLP-3/4/6/8/10 with NSR on chosen layers.
+
+    python -m trials.mlp --model mlp4 --dataset digits --layers 4 --lambda-4 7.4865
+
+Layer numbering is the paper's: MLP-L has L layers counting the input, so MLP-4 = 784-256-100-10
+and its layers 2, 3, 4 are the outputs of the first, second and third Linear (post-ReLU for 2 and
+3, the logits for 4). Inside an NNI trial the search space's parameters override these flags.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trials.data import IMAGE_DATASETS, default_data_root, load_image_dataset
+from trials.engine import LoopConfig, train_classifier
+from trials.params import TrialError, from_cli, param, parse_layers
+from trials.report import Reporter
+from trials.runtime import pick_device, run_main, seed_everything
+
+HIDDEN = {
+    "mlp3": [100],
+    "mlp4": [256, 100],
+    "mlp6": [256, 128, 64, 32],
+    "mlp8": [256, 128, 64, 32, 32, 16],
+    "mlp10": [256, 128, 64, 64, 32, 32, 16, 16],
+}
+
+
+@dataclass(frozen=True)
+class MLPParams:
+    model: str = param("mlp4", f"architecture: {', '.join(HIDDEN)}")
+    dataset: str = param("digits", f"data set: {', '.join(IMAGE_DATASETS)}")
+    layers: str = param("last", "NSR layers: 'none' (vanilla), 'last', or a comma list like '3,4'")
+    lambda_2: float = param(1.0, "λ of layer 2 (used when layer 2 is in --layers)")
+    lambda_3: float = param(1.0, "λ of layer 3")
+    lambda_4: float = param(1.0, "λ of layer 4")
+    lambda_5: float = param(1.0, "λ of layer 5")
+    lambda_6: float = param(1.0, "λ of layer 6")
+    lambda_7: float = param(1.0, "λ of layer 7")
+    lambda_8: float = param(1.0, "λ of layer 8")
+    lambda_9: float = param(1.0, "λ of layer 9")
+    lambda_10: float = param(1.0, "λ of layer 10")
+    seed: int = param(0, "training seed (weights and batch order)")
+    epochs: int = param(100, "training epochs")
+    lr: float = param(0.01, "SGD learning rate")
+    batch_size: int = param(100, "mini-batch size")
+    queue_batches: int = param(5, "M: batches kept in NSR's class-mean memory queue")
+    split_seed: int = param(0, "seed of the fixed train/validation split")
+    probe_samples: int = param(10_000, "training samples used to measure intra-class variance")
+    data_root: str = param(default_data_root(), "where offline data sets live (env NSR_DATA_ROOT)")
+    device: str = param("cpu", "cpu, cuda or auto (an MLP is fastest on the CPU)")
+    threads: int = param(0, "torch CPU threads; 0 = torch's default")
+
+
+class MLP(nn.Sequential):
+    """Linear layers ``fc1..fc{L-1}`` with ReLU ``act<i>`` after each hidden one; Xavier-normal init."""
+
+    def __init__(self, input_dim: int, hidden: Sequence[int], num_classes: int) -> None:
+        modules: list[tuple[str, nn.Module]] = []
+        sizes = [input_dim, *hidden]
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
+            modules += [(f"fc{i}", nn.Linear(n_in, n_out)), (f"act{i}", nn.ReLU())]
+        modules.append((f"fc{len(sizes)}", nn.Linear(sizes[-1], num_classes)))
+        super().__init__(OrderedDict(modules))
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_normal_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def regularizable_layers(self) -> dict[int, str]:
+        """Paper layer index -> module name: hidden outputs are post-ReLU, the last is the logits."""
+        acts = [name for name, m in self.named_children() if isinstance(m, nn.ReLU)]
+        last = [name for name, m in self.named_children() if isinstance(m, nn.Linear)][-1]
+        layers = {k: name for k, name in enumerate(acts, start=2)}
+        layers[len(acts) + 2] = last
+        return layers
+
+
+def validate(p: MLPParams) -> None:
+    if p.model not in HIDDEN:
+        raise TrialError(f"unknown model {p.model!r}; allowed: {', '.join(HIDDEN)}")
+    for name, value, low in (("epochs", p.epochs, 1), ("batch_size", p.batch_size, 1),
+                             ("queue_batches", p.queue_batches, 1), ("probe_samples", p.probe_samples, 1)):
+        if value < low:
+            raise TrialError(f"{name}={value} must be >= {low}")
+    if not p.lr > 0:
+        raise TrialError(f"lr={p.lr} must be > 0")
+
+
+def main(p: MLPParams) -> dict[str, float]:
+    """Train one MLP with NSR as ``p`` says and return the final metrics (also reported to NNI)."""
+    validate(p)
+    layer_ids = list(range(2, len(HIDDEN[p.model]) + 3))
+    chosen = parse_layers(p.layers, layer_ids)
+    lambdas = {k: float(getattr(p, f"lambda_{k}")) for k in chosen}
+    for k, lam in lambdas.items():
+        if not lam > 0:
+            raise TrialError(f"lambda_{k}={lam} must be > 0 (use layers='none' for no NSR)")
+    device = pick_device(p.device)
+    seed_everything(p.seed, p.threads)
+    splits = load_image_dataset(p.dataset, p.data_root, p.split_seed).to(device)
+    model = MLP(splits.input_dim, HIDDEN[p.model], splits.num_classes).to(device)
+    cfg = LoopConfig(p.epochs, p.batch_size, p.seed, p.queue_batches, p.probe_samples)
+    return train_classifier(
+        model,
+        splits,
+        model.regularizable_layers(),
+        lambdas,
+        lambda m: torch.optim.SGD(m.parameters(), lr=p.lr),
+        cfg,
+        Reporter(),
+    )
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return run_main(
+        lambda: main(from_cli(MLPParams, argv, "python -m trials.mlp", __doc__ or "")),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,295 @@
+"""Neuron Steadiness Regularization (NSR, NeurIPS 2022): the penalty, the hook module, the probe.
+
+Three pieces, each usable alone:
+
+* :func:`nsr_penalty` — the pure penalty for one batch, given the class means.
+* :class:`ClassMeanQueue` — the paper's "memory queue": per class, the count and the sum of the
+  responses of the last M batches in two ring buffers, so the class mean is updated in O(batch)
+  per step (subtract the oldest batch, add the newest) instead of re-stacking M batches.
+* :class:`NeuronSteadiness` — attaches to any ``nn.Module`` by layer name through forward hooks and
+  accumulates ``λ_l · mean_{i,n} (x_{i,n} − μ̂_{y_i,n})²`` for every regularized layer l.
+* :func:`intra_class_variance` — measures, without training, each layer's intra-class response
+  variance on a data set (sum and mean over neurons of σ_n = Σ_j α_j Var(X_{n,j})), batch by batch.
+
+A "neuron" is one feature of a layer's output for one sample: a (B, C, H, W) output is reduced to
+its channel means (B, C); a GNN layer's (num_nodes, F) output has one sample per node. For ReLU
+layers a zero response means "inactive" and is left out of both the class means and the penalty
+(paper, Observations section); other layers (e.g. the logits) keep every response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+def neuron_responses(output: Tensor) -> Tensor:
+    """Flatten a layer output to one row per sample and one column per neuron."""
+    if output.dim() == 2:
+        return output  # (B, N)
+    if output.dim() > 2:
+        # Convolutional maps: a neuron is a channel, its response the spatial mean.
+        return output.flatten(2).mean(dim=2)  # (B, C, H, W) -> (B, C)
+    raise ValueError(f"a layer output of shape {tuple(output.shape)} has no neuron axis")
+
+
+def nsr_penalty(x: Tensor, y: Tensor, class_mean: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared deviation of each response from its class mean (without λ).
+
+    x: (B, N) responses, with gradient; y: (B,) class indices; class_mean: (J, N), treated as a
+    constant (the paper's estimate of E[X_{n,j}]); mask: (B, N) of 0/1 — which responses count
+    (ReLU zeros do not). Mean over the responses that count, so λ has the official code's scale.
+    """
+    deviation = x - class_mean.detach()[y]  # (B, N)
+    if mask is None:
+        return deviation.square().mean()  # ()
+    return (deviation.square() * mask).sum() / mask.sum().clamp_min(1.0)  # ()
+
+
+class ClassMeanQueue:
+    """Per-class running sums over the last ``queue_batches`` batches (the paper's Eq. 5-7)."""
+
+    def __init__(self, num_classes: int, queue_batches: int = 5) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if queue_batches < 1:
+            raise ValueError(f"queue_batches must be >= 1, got {queue_batches}")
+        self.num_classes = num_classes
+        self.queue_batches = queue_batches
+        self._counts: Tensor | None = None  # (M, J, N) per-batch counts c_{m,j}
+        self._sums: Tensor | None = None  # (M, J, N) per-batch sums s_{m,j}
+        self._total_count: Tensor | None = None  # (J, N) C_j
+        self._total_sum: Tensor | None = None  # (J, N) S_j
+        self._slot = 0
+
+    def _allocate(self, neurons: int, device: torch.device) -> None:
+        # float64 running totals: 50,000 add/subtract pairs in float32 would drift visibly.
+        shape = (self.queue_batches, self.num_classes, neurons)
+        self._counts = torch.zeros(shape, dtype=torch.float64, device=device)
+        self._sums = torch.zeros(shape, dtype=torch.float64, device=device)
+        self._total_count = torch.zeros(shape[1:], dtype=torch.float64, device=device)
+        self._total_sum = torch.zeros(shape[1:], dtype=torch.float64, device=device)
+
+    def update(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Push one batch (x: (B, N), y: (B,)) and return the class means μ̂ as (J, N), x's dtype."""
+        x = x.detach()
+        if self._sums is None or self._sums.shape[2] != x.shape[1]:
+            self._allocate(x.shape[1], x.device)
+        assert self._counts is not None and self._sums is not None
+        assert self._total_count is not None and self._total_sum is not None
+        x64 = x.to(torch.float64)  # (B, N)
+        new_sum = torch.zeros_like(self._total_sum).index_add_(0, y, x64)  # (J, N)
+        if mask is None:
+            per_class = torch.bincount(y, minlength=self.num_classes).to(torch.float64)  # (J,)
+            new_count = per_class.unsqueeze(1).expand_as(new_sum)  # (J, N)
+        else:
+            new_count = torch.zeros_like(new_sum).index_add_(0, y, mask.to(torch.float64))  # (J, N)
+        slot = self._slot
+        self._total_sum += new_sum - self._sums[slot]
+        self._total_count += new_count - self._counts[slot]
+        self._sums[slot] = new_sum
+        self._counts[slot] = new_count
+        self._slot = (slot + 1) % self.queue_batches
+        return (self._total_sum / self._total_count.clamp_min(1.0)).to(x.dtype)  # (J, N)
+
+    def means(self) -> Tensor:
+        """Current class means (J, N); zero for a class with no response in the queue."""
+        if self._total_sum is None or self._total_count is None:
+            raise RuntimeError("the queue is empty: call update() first")
+        return self._total_sum / self._total_count.clamp_min(1.0)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One regularized layer: the module's name in ``model.named_modules()``, its λ, ReLU or not."""
+
+    name: str
+    weight: float
+    relu: bool
+
+
+def resolve_module(model: nn.Module, name: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if name not in modules:
+        known = ", ".join(n for n in modules if n) or "(none)"
+        raise KeyError(f"the model has no layer named {name!r}; its layers are: {known}")
+    return modules[name]
+
+
+def is_relu(module: nn.Module) -> bool:
+    return isinstance(module, nn.ReLU)
+
+
+class NeuronSteadiness:
+    """NSR attached by forward hooks: ``reg.set_targets(y); out = model(x); loss += reg.pop()``.
+
+    ``layers`` maps a module name to its λ (or gives :class:`LayerSpec` for explicit ReLU flags;
+    by default a layer counts as ReLU when the hooked module is ``nn.ReLU``). Each layer has its own
+    queue and its own λ. Hooks do nothing while the model is in eval mode, so evaluation costs nothing.
+    ``targets_index`` in :meth:`set_targets` selects which rows of a layer's output are labelled
+    samples (GNNs: the training nodes among all nodes).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Mapping[str, float] | Iterable[LayerSpec],
+        num_classes: int,
+        queue_batches: int = 5,
+    ) -> None:
+        if isinstance(layers, Mapping):
+            specs = [
+                LayerSpec(name, float(w), is_relu(resolve_module(model, name)))
+                for name, w in layers.items()
+            ]
+        else:
+            specs = list(layers)
+        for spec in specs:
+            if not spec.weight > 0:
+                raise ValueError(f"λ of layer {spec.name!r} must be > 0, got {spec.weight}")
+        self.model = model
+        self.specs = specs
+        self.queues = {s.name: ClassMeanQueue(num_classes, queue_batches) for s in specs}
+        self._targets: Tensor | None = None
+        self._index: Tensor | None = None
+        self._pending: list[Tensor] = []
+        self.last_penalties: dict[str, float] = {}
+        self._handles = [
+            resolve_module(model, s.name).register_forward_hook(self._hook_for(s)) for s in specs
+        ]
+
+    def _hook_for(self, spec: LayerSpec):  # noqa: ANN202 - a torch hook closure
+        queue = self.queues[spec.name]
+
+        def hook(module: nn.Module, inputs: object, output: Tensor) -> None:
+            if not module.training or self._targets is None:
+                return
+            x = neuron_responses(output)  # (B, N)
+            if self._index is not None:
+                x = x[self._index]  # (B_labelled, N)
+            y = self._targets  # (B,)
+            mask = (x.detach() != 0).to(x.dtype) if spec.relu else None  # (B, N)
+            class_mean = queue.update(x, y, mask)  # (J, N)
+            self._pending.append(spec.weight * nsr_penalty(x, y, class_mean, mask))
+
+        return hook
+
+    def set_targets(self, y: Tensor, index: Tensor | None = None) -> None:
+        """Labels of the next forward pass (and, for GNNs, which output rows they belong to)."""
+        self._targets = y
+        self._index = index
+
+    def pop(self) -> Tensor | float:
+        """Sum of the λ-weighted penalties of the last forward pass (0.0 if none), then reset."""
+        if not self._pending:
+            return 0.0
+        total = self._pending[0]
+        for p in self._pending[1:]:
+            total = total + p
+        self._pending = []
+        return total
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+@dataclass(frozen=True)
+class LayerVariance:
+    """Intra-class response variance of one layer: Σ_n σ_n and its mean over the N neurons."""
+
+    total: float
+    mean: float
+    neurons: int
+
+
+@contextmanager
+def recording(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, Tensor]]:
+    """Capture the neuron responses (B, N) of the named modules on each forward pass."""
+    captured: dict[str, Tensor] = {}
+    handles = []
+    for name in names:
+
+        def hook(module: nn.Module, inputs: object, output: Tensor, _name: str = name) -> None:
+            captured[_name] = neuron_responses(output).detach()
+
+        handles.append(resolve_module(model, name).register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class VarianceAccumulator:
+    """Streams (x, y) batches of one layer; σ_n = Σ_j α_j Var(X_{n,j}) without storing responses."""
+
+    def __init__(self, num_classes: int, relu: bool) -> None:
+        self.num_classes = num_classes
+        self.relu = relu
+        self.samples = torch.zeros(num_classes, dtype=torch.float64)  # (J,) z_j
+        self.count: Tensor | None = None  # (J, N)
+        self.sum: Tensor | None = None  # (J, N)
+        self.sumsq: Tensor | None = None  # (J, N)
+
+    def add(self, x: Tensor, y: Tensor) -> None:
+        x = x.detach().to("cpu", torch.float64)  # (B, N)
+        y = y.to("cpu")
+        if self.sum is None:
+            self.count = torch.zeros(self.num_classes, x.shape[1], dtype=torch.float64)
+            self.sum = torch.zeros_like(self.count)
+            self.sumsq = torch.zeros_like(self.count)
+        assert self.count is not None and self.sumsq is not None
+        mask = (x != 0).to(torch.float64) if self.relu else torch.ones_like(x)  # (B, N)
+        self.samples += torch.bincount(y, minlength=self.num_classes).to(torch.float64)
+        self.count.index_add_(0, y, mask)
+        self.sum.index_add_(0, y, x * mask)
+        self.sumsq.index_add_(0, y, x * x * mask)
+
+    def result(self) -> LayerVariance:
+        if self.sum is None or self.count is None or self.sumsq is None:
+            raise RuntimeError("no batch was added")
+        n = self.count.clamp_min(1.0)
+        var = (self.sumsq / n - (self.sum / n).square()).clamp_min(0.0)  # (J, N)
+        var = torch.where(self.count > 1, var, torch.zeros_like(var))
+        alpha = self.samples / self.samples.sum().clamp_min(1.0)  # (J,)
+        sigma = (alpha.unsqueeze(1) * var).sum(dim=0)  # (N,)
+        return LayerVariance(float(sigma.sum()), float(sigma.mean()), int(sigma.numel()))
+
+
+@torch.no_grad()
+def intra_class_variance(
+    model: nn.Module,
+    layers: Mapping[int, str],
+    batches: Iterable[tuple[Tensor, Tensor]] | Iterable[tuple[Tensor, Tensor, Tensor]],
+    num_classes: int,
+) -> dict[int, LayerVariance]:
+    """Each layer's intra-class response variance on a data set, in eval mode, batch by batch.
+
+    ``layers`` maps the paper's layer index to a module name. ``batches`` yields ``(inputs, y)`` or,
+    for graphs, ``(inputs, y, index)`` where ``index`` picks the labelled rows of every output.
+    Inputs may be a tensor or a tuple of tensors (passed as ``model(*inputs)``).
+    """
+    was_training = model.training
+    model.eval()
+    accs = {
+        k: VarianceAccumulator(num_classes, is_relu(resolve_module(model, name)))
+        for k, name in layers.items()
+    }
+    try:
+        with recording(model, layers.values()) as captured:
+            for batch in batches:
+                inputs, y = batch[0], batch[1]
+                index = batch[2] if len(batch) > 2 else None
+                model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+                for k, name in layers.items():
+                    x = captured[name]
+                    accs[k].add(x if index is None else x[index], y)
+    finally:
+        model.train(was_training)
+    return {k: acc.result() for k, acc in accs.items()}

@@ -1,0 +1,137 @@
+"""Trial parameters: a frozen dataclass of defaults, overridden by CLI flags, then by NNI.
+
+Every trial entry declares its hyperparameters in one place (a frozen dataclass whose fields carry
+``help`` metadata). The same declaration builds the ``--help`` of ``python -m trials.<entry>`` and
+validates NNI's parameter dict: an unknown key is an error that names the key and the allowed ones,
+so a typo in a search space fails the first trial loudly instead of silently searching nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+P = TypeVar("P")
+
+
+class TrialError(Exception):
+    """Bad input or missing data: reported as one line, and the trial exits non-zero."""
+
+
+def param(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's keyword
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _base_type(tp: Any) -> type:
+    """``int | None`` -> int; plain types unchanged."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def field_types(cls: type) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _base_type(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def coerce(name: str, value: Any, tp: type) -> Any:
+    """Convert a CLI string or an NNI JSON value to the field's type, or explain why not."""
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() in {"1", "true", "yes", "on"}:
+                    return True
+                if value.lower() in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise TrialError(f"parameter {name}={value!r} is not a valid {tp.__name__}")
+
+
+def merge(cls: type[P], base: P, overrides: Mapping[str, Any], source: str) -> P:
+    """Return ``base`` with ``overrides`` applied; unknown keys are a :class:`TrialError`."""
+    types_ = field_types(cls)
+    unknown = sorted(set(overrides) - set(types_))
+    if unknown:
+        raise TrialError(
+            f"unknown parameter {unknown[0]!r} from {source}; allowed: {', '.join(types_)}"
+        )
+    values = {k: coerce(k, v, types_[k]) for k, v in overrides.items()}
+    return dataclasses.replace(base, **values)  # type: ignore[type-var]
+
+
+def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    types_ = field_types(cls)
+    for f in dataclasses.fields(cls):
+        tp = types_[f.name]
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=argparse.SUPPRESS,
+            metavar=tp.__name__.upper(),
+            help=f"{f.metadata.get('help', '')} (default: {f.default!r})",
+        )
+    return parser
+
+
+def from_cli(cls: type[P], argv: Sequence[str] | None, prog: str, description: str) -> P:
+    """Defaults, then CLI flags, then (inside an NNI trial) NNI's parameters."""
+    args = vars(build_parser(cls, prog, description).parse_args(argv))
+    params = merge(cls, cls(), args, "the command line")
+    if running_under_nni():
+        import nni  # deferred: importing NNI costs ~1 s that a CLI run does not need
+
+        params = merge(cls, params, nni.get_next_parameter() or {}, "NNI's search space")
+    return params
+
+
+def running_under_nni() -> bool:
+    # NNI sets these for every trial process it launches.
+    return "NNI_PLATFORM" in os.environ and "NNI_TRIAL_JOB_ID" in os.environ
+
+
+def parse_layers(spec: str, available: Sequence[int]) -> list[int]:
+    """``"none"`` -> [], ``"last"`` -> [max], ``"3,4"`` -> [3, 4]; validated against the model."""
+    text = spec.strip().lower()
+    allowed = ", ".join(str(k) for k in available)
+    if text in {"none", ""}:
+        return []
+    if text == "last":
+        return [max(available)]
+    layers: list[int] = []
+    for part in text.split(","):
+        try:
+            k = int(part)
+        except ValueError:
+            raise TrialError(
+                f"layers={spec!r}: {part.strip()!r} is not a layer index; "
+                f"use 'none', 'last' or a comma list of {allowed}"
+            ) from None
+        if k not in available:
+            raise TrialError(f"layers={spec!r}: the model has no layer {k}; its layers are {allowed}")
+        if k not in layers:
+            layers.append(k)
+    return sorted(layers)

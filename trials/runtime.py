@@ -1,0 +1,49 @@
+"""Process-level plumbing shared by every trial entry: device, seeding, exit codes."""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+
+from trials.params import TrialError
+from trials.report import Reporter
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def pick_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise TrialError(f"device={name!r} is not allowed; allowed: {', '.join(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrialError("device='cuda' but no CUDA device is available; use cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, threads: int = 0) -> None:
+    if threads < 0:
+        raise TrialError(f"threads={threads} must be >= 0 (0 = torch's default)")
+    if threads:
+        torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_main(body: Callable[[], Mapping[str, float]]) -> int:
+    """Run a trial; report its final metrics; bad input is one line on stderr and exit code 2."""
+    try:
+        metrics = body()
+    except TrialError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
+    Reporter().final(metrics)
+    return 0
