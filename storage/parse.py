@@ -105,9 +105,10 @@ def _digest(obj: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def config_key(params: dict[str, Any], layer_idx: list[int] | None) -> str:
-    """Identity of a configuration across seeds: parameters without ``seed`` and without the λ of
-    layers that are not regularized (they have no effect), so seeds of one config group."""
+def effective_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters without ``seed`` and without the λ of layers that are not regularized (they
+    have no effect): what identifies a configuration across seeds."""
+    layer_idx = parse_layers(params.get("layers"))[1]
     active = set(layer_idx or [])
     kept = {}
     for k, v in params.items():
@@ -117,7 +118,11 @@ def config_key(params: dict[str, Any], layer_idx: list[int] | None) -> str:
         if m and layer_idx is not None and int(m.group(1)) not in active:
             continue
         kept[k] = v
-    return _digest(kept)
+    return kept
+
+
+def config_key(params: dict[str, Any]) -> str:
+    return _digest(effective_parameters(params))
 
 
 @dataclass
@@ -211,7 +216,7 @@ def parse_trial(raw: RawTrial, cmd: CommandInfo) -> tuple[dict[str, Any], list[d
         "dataset": dataset,
         "status": raw.status,
         "parameters": params,
-        "config_key": config_key(params, layer_idx),
+        "config_key": config_key(params),
         "layers": layers,
         "n_layers": n_layers,
         "family": family,

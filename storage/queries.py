@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import InvalidValue, NotFound
 from storage.models import Experiment, Trial, TrialLayer
+from storage.parse import effective_parameters
 from storage.schemas import (
     BestConfig,
     BestLambdas,
@@ -469,7 +470,7 @@ def _best_group(session: Session, model: str, dataset: str, family: str) -> Grou
     ).all()
     vals = [r[0] for r in rows]
     tests = [r[1] for r in rows if r[1] is not None and math.isfinite(r[1])]
-    params = {k: v for k, v in rows[0][3].items() if k != "seed"}
+    params = effective_parameters(rows[0][3])
     return GroupStats(
         config_key=top[0],
         layers=rows[0][4],

@@ -1,0 +1,1 @@
+"""The results service: FastAPI app (REST + web UI), background sync and CLI."""

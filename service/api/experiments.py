@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service.api.params import Dataset, Layers, Limit, Model, Offset, Status
+from service.deps import SessionDep
+from storage import queries
+from storage.queries import TrialSort
+from storage.schemas import (
+    ExperimentDetail,
+    ExperimentSummary,
+    Page,
+    TrialDetail,
+    TrialSummary,
+)
+
+router = APIRouter(prefix="/experiments", tags=["experiments"])
+
+
+@router.get("", response_model=Page[ExperimentSummary])
+def list_experiments(
+    session: SessionDep,
+    model: Model = None,
+    dataset: Dataset = None,
+    status: Annotated[str | None, Query(max_length=32, description="e.g. RUNNING, STOPPED")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[ExperimentSummary]:
+    return queries.list_experiments(
+        session, model=model, dataset=dataset, status=status, limit=limit, offset=offset
+    )
+
+
+@router.get("/{nni_id}", response_model=ExperimentDetail)
+def get_experiment(session: SessionDep, nni_id: str) -> ExperimentDetail:
+    return queries.get_experiment(session, nni_id)
+
+
+@router.get("/{nni_id}/trials", response_model=Page[TrialSummary])
+def list_experiment_trials(
+    session: SessionDep,
+    nni_id: str,
+    status: Status = None,
+    layers: Layers = None,
+    sort: TrialSort = "val_error",
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[TrialSummary]:
+    return queries.list_trials(
+        session, experiment=nni_id, status=status, layers=layers, sort=sort,
+        descending=order == "desc", limit=limit, offset=offset,
+    )  # fmt: skip
+
+
+@router.get("/{nni_id}/trials/{trial_job_id}", response_model=TrialDetail)
+def get_trial(session: SessionDep, nni_id: str, trial_job_id: str) -> TrialDetail:
+    return queries.get_trial(session, nni_id, trial_job_id)

@@ -1,0 +1,51 @@
+"""The FastAPI application: REST under /api, pages at /, static files, background sync."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import errors
+from service.api import router as api_router
+from service.settings import Settings
+from service.sync import Syncer
+from service.web import mount as mount_web
+from storage.db import Database
+
+
+def create_app(settings: Settings | None = None, *, background_sync: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    db = Database(settings.database_url)
+    db.migrate()
+    syncer = Syncer(db, settings.nni_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if background_sync and settings.sync_interval > 0:
+            task = asyncio.create_task(syncer.loop(settings.sync_interval))
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        db.dispose()
+
+    app = FastAPI(
+        title="nsr-search results",
+        description="Every NNI experiment of the NSR search: best λ, layer recommendation, "
+        "vanilla vs NSR.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.syncer = syncer
+    errors.install(app)
+    app.include_router(api_router)
+    mount_web(app)
+    return app

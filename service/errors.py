@@ -1,0 +1,47 @@
+"""The one mapping from storage errors to HTTP status codes."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from storage.errors import (
+    Conflict,
+    InvalidValue,
+    NotFound,
+    SourceError,
+    StorageError,
+    StorageUnavailable,
+)
+
+STATUS = {
+    NotFound: 404,
+    InvalidValue: 422,
+    Conflict: 409,
+    SourceError: 502,
+    StorageUnavailable: 503,
+}
+
+
+def status_of(exc: StorageError) -> int:
+    for cls, code in STATUS.items():
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+async def storage_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StorageError)
+    code = status_of(exc)
+    if request.url.path.startswith("/api") or "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+    # Browsers get a readable page rather than raw JSON.
+    body = f"<!doctype html><title>{code}</title><h1>{code}</h1><p>{escape(str(exc))}</p>"
+    body += '<p><a href="/">experiments</a></p>'
+    return HTMLResponse(body, status_code=code)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(StorageError, storage_error_handler)

@@ -1,0 +1,43 @@
+"""All configuration in one place: environment variables with the ``NSR_`` prefix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def data_dir() -> Path:
+    """The user's data directory for nsr-search (XDG_DATA_HOME respected)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(base) / "nsr-search"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{data_dir() / 'nsr.sqlite'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NSR_", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL; SQLite file by default, postgresql+psycopg://... for a team",
+    )
+    data_root: Path = Field(
+        default_factory=lambda: data_dir() / "data", description="where trials find data sets"
+    )
+    nni_dir: Path = Field(
+        default_factory=lambda: Path(os.path.expanduser("~")) / "nni-experiments",
+        description="NNI's experiment directory holding the .experiment registry",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65535)
+    sync_interval: float = Field(
+        default=5.0, ge=0, description="seconds between background syncs; 0 turns it off"
+    )
+    api_token: SecretStr | None = Field(
+        default=None, description="when set, writes (POST /api/sync) need 'Bearer <token>'"
+    )

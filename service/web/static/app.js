@@ -1,0 +1,77 @@
+// Sortable tables and Plotly plots; everything is served by the app itself (works offline).
+"use strict";
+
+function cellValue(td, numeric) {
+  const text = td.textContent.trim();
+  if (!numeric) return text.toLowerCase();
+  const v = parseFloat(text);
+  return Number.isNaN(v) ? Infinity : v;  // empty cells sort last
+}
+
+function makeSortable(table) {
+  table.querySelectorAll("th").forEach((th, col) => {
+    th.addEventListener("click", () => {
+      const numeric = th.dataset.type === "num";
+      const asc = !th.classList.contains("asc");
+      table.querySelectorAll("th").forEach((h) => h.classList.remove("asc", "desc"));
+      th.classList.add(asc ? "asc" : "desc");
+      const body = table.tBodies[0];
+      const rows = Array.from(body.rows).filter((r) => !r.classList.contains("empty"));
+      rows.sort((a, b) => {
+        const x = cellValue(a.cells[col], numeric), y = cellValue(b.cells[col], numeric);
+        return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+      });
+      rows.forEach((r) => body.appendChild(r));
+    });
+  });
+}
+
+function experimentPlots(data) {
+  const lam = Object.entries(data.lambda).map(([layer, p]) => ({
+    x: p.lam, y: p.val_error, text: p.text, mode: "markers", type: "scatter", name: "layer " + layer,
+  }));
+  Plotly.newPlot("plot-lambda", lam, {
+    title: "Validation error vs λ", xaxis: { type: "log", title: "λ (log)" },
+    yaxis: { title: "validation error %" }, margin: { t: 40 },
+  }, { responsive: true });
+  const variance = [];
+  for (const [family, s] of Object.entries(data.variance)) {
+    variance.push({ x: s.layer, y: s.var_end, type: "box", name: family + " (end)", boxpoints: "all", jitter: 0.3 });
+  }
+  const init = Object.values(data.variance)[0];
+  if (init) variance.push({ x: init.layer, y: init.var_init, type: "box", name: "at init" });
+  Plotly.newPlot("plot-variance", variance, {
+    title: "Intra-class variance per layer", boxmode: "group",
+    xaxis: { title: "layer", type: "category" }, yaxis: { title: "variance" }, margin: { t: 40 },
+  }, { responsive: true });
+  const curves = data.curves.map((c) => ({
+    x: c.curve.map((_, i) => i + 1), y: c.curve, mode: "lines+markers", type: "scatter",
+    name: c.trial + " (layers " + c.layers + ")",
+  }));
+  Plotly.newPlot("plot-curves", curves, {
+    title: "Validation error per epoch, best trials",
+    xaxis: { title: "epoch" }, yaxis: { title: "validation error %" }, margin: { t: 40 },
+  }, { responsive: true });
+}
+
+function recommendationPlot(rec) {
+  const byLayer = (rows, key) => ({ x: rows.map((r) => "layer " + r.layer), y: rows.map((r) => r[key]) });
+  const v = byLayer(rec.variance_ranking, "mean_var");
+  const e = byLayer(rec.empirical_ranking, "best_val_error");
+  Plotly.newPlot("plot-recommendation", [
+    { ...v, type: "bar", name: "mean variance (vanilla)" },
+    { ...e, type: "scatter", mode: "markers", marker: { size: 12 }, name: "best val error %", yaxis: "y2" },
+  ], {
+    title: "Variance (paper's rule) and achieved error per layer",
+    yaxis: { title: "intra-class variance" },
+    yaxis2: { title: "val error %", overlaying: "y", side: "right" }, margin: { t: 40 },
+  }, { responsive: true });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("table.sortable").forEach(makeSortable);
+  const plotData = document.getElementById("plot-data");
+  if (plotData) experimentPlots(JSON.parse(plotData.textContent));
+  const recData = document.getElementById("rec-data");
+  if (recData) recommendationPlot(JSON.parse(recData.textContent));
+});
