@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, text
+
 # Verbatim from nni_node/core/sqlDatabase.js (NNI 3.0).
 NNI_SCHEMA = """
 create table TrialJobEvent (
@@ -72,9 +74,9 @@ def synthetic_trial(
         final[f"var_{k}"] = 8.0 * k + rng.random() - (1.0 if k in active else 0.0)
     status = "SUCCEEDED"
     r = rng.random()
-    if r < 0.02:
+    if r < 0.04:
         return params, curve[:1], None, "FAILED"
-    if r < 0.03:
+    if r < 0.06:
         return params, curve, curve[best], status  # a bare float final, off-contract
     return params, curve, final, status
 
@@ -143,3 +145,22 @@ def write_registry(nni_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
         for exp_id, extra in entries.items()
     }  # fmt: skip
     (nni_dir / ".experiment").write_text(json.dumps(data, indent=4), encoding="utf-8")
+
+
+def make_nni_dir(root: Path, experiments: dict[str, dict[str, Any]]) -> Path:
+    """``<root>/nni-experiments`` with a registry and one synthetic nni.sqlite per experiment;
+    ``experiments`` maps id -> ``write_nni_sqlite`` keyword arguments."""
+    nni_dir = root / "nni-experiments"
+    for exp_id, kwargs in experiments.items():
+        write_nni_sqlite(nni_dir / exp_id / "db" / "nni.sqlite", exp_id, **kwargs)
+    write_registry(nni_dir, {exp_id: {} for exp_id in experiments})
+    return nni_dir
+
+
+def dump_tables(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of our tables ordered by primary key: two equal dumps mean no row changed."""
+    with engine.connect() as conn:
+        return {
+            t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
+            for t in ("experiments", "trials", "trial_layers")
+        }
