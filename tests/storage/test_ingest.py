@@ -33,13 +33,23 @@ def nni_dir(tmp_path):
 def semantic_rows(database):
     """Rows without surrogate ids: equal for two databases holding the same data."""
     with database.engine.connect() as conn:
-        trials = sorted(conn.execute(text(
-            "SELECT e.nni_id, t.trial_job_id, t.fingerprint FROM trials t "
-            "JOIN experiments e ON e.id = t.experiment_id")).all())
-        layers = sorted(conn.execute(text(
-            "SELECT e.nni_id, t.trial_job_id, l.layer, l.lam, l.var_init, l.var_end "
-            "FROM trial_layers l JOIN trials t ON t.id = l.trial_id "
-            "JOIN experiments e ON e.id = t.experiment_id")).all())
+        trials = sorted(
+            conn.execute(
+                text(
+                    "SELECT e.nni_id, t.trial_job_id, t.fingerprint FROM trials t "
+                    "JOIN experiments e ON e.id = t.experiment_id"
+                )
+            ).all()
+        )
+        layers = sorted(
+            conn.execute(
+                text(
+                    "SELECT e.nni_id, t.trial_job_id, l.layer, l.lam, l.var_init, l.var_end "
+                    "FROM trial_layers l JOIN trials t ON t.id = l.trial_id "
+                    "JOIN experiments e ON e.id = t.experiment_id"
+                )
+            ).all()
+        )
     return trials, layers  # fmt: skip
 
 
@@ -70,7 +80,9 @@ def test_second_sync_changes_no_row(db, nni_dir):
     with db.engine.begin() as conn:
         conn.execute(text("UPDATE experiments SET source_stamp = NULL"))
     forced = sync_all(db, nni_dir)
-    assert forced.skipped == 0 and forced.unchanged == 130 and forced.inserted == forced.updated == 0
+    assert (
+        forced.skipped == 0 and forced.unchanged == 130 and forced.inserted == forced.updated == 0
+    )
     after = dump_tables(db.engine)
     assert after["trials"] == before["trials"] and after["trial_layers"] == before["trial_layers"]
 

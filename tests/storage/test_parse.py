@@ -27,7 +27,9 @@ def raw(params, final=None, status="SUCCEEDED", intermediate=()):
 
 
 def test_trial_command_flags_in_both_forms():
-    info = parse_trial_command("python -m trials.mlp --model=mlp6 --dataset 'fashion mnist' --seed 3")
+    info = parse_trial_command(
+        "python -m trials.mlp --model=mlp6 --dataset 'fashion mnist' --seed 3"
+    )
     assert (info.model, info.dataset, info.seed) == ("mlp6", "fashion mnist", 3)
     assert parse_trial_command("python x.py") == CommandInfo()
     assert parse_trial_command("python x.py --seed notanint").seed is None
