@@ -3,14 +3,15 @@
 ``digits`` (scikit-learn's bundled 8×8 digits) is the offline default. ``mnist`` and
 ``fashion-mnist`` read the four IDX files (``*.gz`` or plain) from the first place that has them:
 ``<data_root>/<name>/``, torchvision's layout ``<data_root>/<MNIST|FashionMNIST>/raw/``, or Debian's
-``/usr/share/datasets/<name>/`` (package ``dataset-fashion-mnist``). Nothing is downloaded: this
-tool runs where there is no internet, so a missing data set is a one-line error that says where to
-put which files.
+``/usr/share/datasets/<name>/`` (package ``dataset-fashion-mnist``). Where none has them, torchvision
+downloads them into the torchvision layout (with a short socket timeout); offline, that fails fast
+and the trial stops with one line that says where to put which files.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,17 +80,41 @@ def idx_candidates(name: str, data_root: str) -> list[Path]:
     ]
 
 
-def _find_idx_dir(name: str, data_root: str) -> Path:
+def _find_idx_dir(name: str, data_root: str, download: bool) -> Path:
     candidates = idx_candidates(name, data_root)
     for directory in candidates:
         if all(_idx_path(directory, stem) for stem in IDX_FILES.values()):
             return directory
+    failure = "download disabled"
+    if download:
+        failure = _download(name, data_root)
+        if not failure:
+            return candidates[1]
     files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
     where = "; ".join(str(c) for c in candidates)
     hint = " (or `apt-get install dataset-fashion-mnist`)" if name == "fashion-mnist" else ""
     raise TrialError(
-        f"data set {name!r} not found offline: put {files} in one of: {where}{hint}"
+        f"data set {name!r} not found ({failure}): put {files} in one of: {where}{hint}"
     )
+
+
+def _download(name: str, data_root: str) -> str:
+    """Fetch through torchvision into ``<data_root>/<MNIST|FashionMNIST>/raw``; '' or why not."""
+    import socket
+
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(15)  # offline or firewalled: fail in seconds, never hang a trial
+    try:
+        cls(str(Path(data_root).expanduser()), train=True, download=True)
+        cls(str(Path(data_root).expanduser()), train=False, download=True)
+    except Exception as exc:  # noqa: BLE001 - any download failure becomes one clear line
+        return f"offline, and the download failed: {type(exc).__name__}"
+    finally:
+        socket.setdefaulttimeout(previous)
+    return ""
 
 
 def _idx_path(directory: Path, stem: str) -> Path | None:
@@ -108,8 +133,8 @@ def _split_train_val(
     return x[train], y[train], x[val], y[val]
 
 
-def load_idx_dataset(name: str, data_root: str, split_seed: int) -> Splits:
-    directory = _find_idx_dir(name, data_root)
+def load_idx_dataset(name: str, data_root: str, split_seed: int, download: bool = True) -> Splits:
+    directory = _find_idx_dir(name, data_root, download)
     arrays = {}
     for key, stem in IDX_FILES.items():
         path = _idx_path(directory, stem)
@@ -126,12 +151,22 @@ def load_idx_dataset(name: str, data_root: str, split_seed: int) -> Splits:
     return Splits(tx, ty, vx, vy, to_x(arrays["test_x"]), to_y(arrays["test_y"]), 10)
 
 
-def load_digits_dataset(split_seed: int) -> Splits:
-    from sklearn.datasets import load_digits
+def digits_csv() -> Path:
+    # Read scikit-learn's bundled CSV directly: `import sklearn.datasets` costs ~2 s of SciPy
+    # imports per trial process, which is most of a quickstart trial's start-up.
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise TrialError("data set 'digits' needs scikit-learn: pip install scikit-learn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise TrialError(f"data set 'digits': scikit-learn's {path} is missing; reinstall scikit-learn")
+    return path
 
-    bunch = load_digits()
-    x = torch.from_numpy(bunch.data.astype(np.float32) / 16.0)  # (1797, 64), pixels 0..16
-    y = torch.from_numpy(bunch.target.astype(np.int64))
+
+def load_digits_dataset(split_seed: int) -> Splits:
+    table = np.loadtxt(digits_csv(), delimiter=",", dtype=np.float32)  # (1797, 65): pixels, label
+    x = torch.from_numpy(table[:, :-1] / 16.0)  # (1797, 64), pixels 0..16
+    y = torch.from_numpy(table[:, -1].astype(np.int64))
     # 1,797 images: 60 % train, 20 % validation, 20 % test, by the fixed split seed.
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
     n_val = n_test = len(x) // 5
@@ -139,9 +174,11 @@ def load_digits_dataset(split_seed: int) -> Splits:
     return Splits(x[train], y[train], x[val], y[val], x[test], y[test], 10)
 
 
-def load_image_dataset(name: str, data_root: str | None = None, split_seed: int = 0) -> Splits:
+def load_image_dataset(
+    name: str, data_root: str | None = None, split_seed: int = 0, download: bool = True
+) -> Splits:
     if name not in IMAGE_DATASETS:
         raise TrialError(f"unknown data set {name!r}; allowed: {', '.join(IMAGE_DATASETS)}")
     if name == "digits":
         return load_digits_dataset(split_seed)
-    return load_idx_dataset(name, data_root or default_data_root(), split_seed)
+    return load_idx_dataset(name, data_root or default_data_root(), split_seed, download)

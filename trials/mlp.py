@@ -54,6 +54,7 @@ class MLPParams:
     split_seed: int = param(0, "seed of the fixed train/validation split")
     probe_samples: int = param(10_000, "training samples used to measure intra-class variance")
     data_root: str = param(default_data_root(), "where offline data sets live (env NSR_DATA_ROOT)")
+    download: bool = param(True, "download MNIST/Fashion-MNIST through torchvision when missing")
     device: str = param("cpu", "cpu, cuda or auto (an MLP is fastest on the CPU)")
     threads: int = param(0, "torch CPU threads; 0 = torch's default")
 
@@ -104,7 +105,7 @@ def main(p: MLPParams) -> dict[str, float]:
             raise TrialError(f"lambda_{k}={lam} must be > 0 (use layers='none' for no NSR)")
     device = pick_device(p.device)
     seed_everything(p.seed, p.threads)
-    splits = load_image_dataset(p.dataset, p.data_root, p.split_seed).to(device)
+    splits = load_image_dataset(p.dataset, p.data_root, p.split_seed, p.download).to(device)
     model = MLP(splits.input_dim, HIDDEN[p.model], splits.num_classes).to(device)
     cfg = LoopConfig(p.epochs, p.batch_size, p.seed, p.queue_batches, p.probe_samples)
     return train_classifier(

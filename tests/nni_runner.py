@@ -1,0 +1,128 @@
+"""Run a real NNI experiment from a test: ``nnictl create`` in an isolated HOME, wait, inspect, stop.
+
+NNI keeps its registry (``~/nni-experiments/.experiment``) and every experiment's files under HOME,
+so each test run gets a temporary HOME: nothing touches the developer's own experiments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# NO_MORE_TRIAL means "all submitted", not "all finished": keep waiting through it.
+FINISHED = {"DONE", "STOPPED", "ERROR"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nni_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["HOME"] = str(home)
+    # Trials run `python -m trials.*`: the venv's python must come first on the trials' PATH.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+@dataclass
+class NNIExperiment:
+    home: Path
+    port: int
+    id: str = ""
+    status: str = ""
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def nni_dir(self) -> Path:
+        return self.home / "nni-experiments"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.nni_dir / self.id / "db" / "nni.sqlite"
+
+    def rest(self, path: str) -> Any:
+        url = f"http://127.0.0.1:{self.port}/api/v1/nni/{path}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def create(self, config: dict[str, Any]) -> None:
+        config_path = self.home / "experiment.yml"
+        config_path.write_text(yaml.safe_dump(config))
+        out = subprocess.run(
+            [sys.executable, "-m", "nni.tools.nnictl.nnictl", "create", "--config",
+             str(config_path), "--port", str(self.port)],
+            env=nni_env(self.home), capture_output=True, text=True, timeout=120,
+        )
+        text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)  # nnictl colours its output
+        match = re.search(r"Experiment ID: (\w+)", text)
+        if out.returncode != 0 or not match:
+            raise RuntimeError(f"nnictl create failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        self.id = match.group(1)
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.status = self.rest("check-status")["status"]
+            if self.status in FINISHED:
+                break
+            time.sleep(1.0)
+        else:
+            raise TimeoutError(f"experiment {self.id} still {self.status} after {timeout:.0f} s")
+        self.trials = self.rest("trial-jobs")
+        self.metrics = self.rest("metric-data")
+
+    def trial_log(self, trial_id: str) -> str:
+        trial_dir = self.nni_dir / self.id / "trials" / trial_id
+        logs = [p.read_text(errors="replace") for p in sorted(trial_dir.glob("*.log"))]
+        return "\n".join(logs)
+
+    def stop(self) -> None:
+        if self.stopped or not self.id:
+            return
+        subprocess.run(
+            [sys.executable, "-m", "nni.tools.nnictl.nnictl", "stop", self.id],
+            env=nni_env(self.home), capture_output=True, text=True, timeout=120,
+        )
+        self.stopped = True
+
+
+def tiny_config(max_trials: int = 3, epochs: int = 2, concurrency: int = 2) -> dict[str, Any]:
+    """MLP-4 on digits, a few trials of a couple of epochs: vanilla and NSR in one search."""
+    return {
+        "experimentName": "nsr-test-tiny",
+        "searchSpace": {
+            "layers": {"_type": "choice", "_value": ["none", "4", "3,4"]},
+            "lambda_2": {"_type": "loguniform", "_value": [0.01, 100]},
+            "lambda_3": {"_type": "loguniform", "_value": [0.01, 100]},
+            "lambda_4": {"_type": "loguniform", "_value": [0.01, 100]},
+            "seed": {"_type": "choice", "_value": [0, 1]},
+        },
+        "trialCommand": (
+            f"python -m trials.mlp --model mlp4 --dataset digits --epochs {epochs} "
+            "--lr 0.1 --batch-size 32 --threads 1 --probe-samples 500"
+        ),
+        "trialCodeDirectory": str(REPO),
+        "trialConcurrency": concurrency,
+        "maxTrialNumber": max_trials,
+        "maxExperimentDuration": "10m",
+        "tuner": {"name": "Random", "classArgs": {"seed": 3}},
+        "trainingService": {"platform": "local"},
+    }

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from storage.synthetic import make_nni_dir
+
+
+@pytest.fixture
+def synthetic_nni_dir(tmp_path):
+    return make_nni_dir(tmp_path, {
+        "expA": {"n_trials": 80, "model": "mlp4", "dataset": "digits", "seed": 1},
+        "expB": {"n_trials": 50, "model": "mlp4", "dataset": "digits", "seed": 2},
+        "expC": {"n_trials": 30, "model": "mlp6", "dataset": "mnist", "seed": 3},
+    })  # fmt: skip
+
+
+@pytest.fixture
+def settings(tmp_path, synthetic_nni_dir):
+    return Settings(database_url=f"sqlite:///{tmp_path / 'service.sqlite'}",
+                    nni_dir=synthetic_nni_dir, sync_interval=0)  # fmt: skip
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/api/sync").status_code == 200
+        yield c

@@ -1,0 +1,137 @@
+"""REST API over a synced synthetic search: routes, filters, paging, errors, CSV, auth."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from service.app import create_app
+from service.settings import Settings
+
+
+def test_openapi_lists_every_route(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ["/api/experiments", "/api/experiments/{nni_id}", "/api/trials", "/api/trials.csv",
+              "/api/models/{model}/{dataset}/best-config", "/api/models/{model}/{dataset}/best-lambda",
+              "/api/models/{model}/{dataset}/recommendation", "/api/models/{model}/{dataset}/compare",
+              "/api/sync"]:  # fmt: skip
+        assert p in paths
+    assert client.get("/docs").status_code == 200
+
+
+def test_experiments_list_and_get(client):
+    page = client.get("/api/experiments", params={"model": "mlp4"}).json()
+    assert page["total"] == 2 and {e["nni_id"] for e in page["items"]} == {"expA", "expB"}
+    one = client.get("/api/experiments", params={"limit": 1, "offset": 1}).json()
+    assert one["total"] == 3 and len(one["items"]) == 1
+    exp = client.get("/api/experiments/expA").json()
+    assert exp["n_trials"] == 80 and exp["trial_command"].startswith("python -m trials.mlp")
+    r = client.get("/api/experiments/nope")
+    assert r.status_code == 404 and r.json()["detail"] == "unknown experiment 'nope'"
+
+
+def test_trials_filters_sorting_and_paging(client):
+    page = client.get("/api/trials", params={"model": "mlp4", "dataset": "digits",
+                                             "limit": 1000}).json()  # fmt: skip
+    assert page["total"] == 130
+    vals = [t["val_error"] for t in page["items"]]
+    present = [v for v in vals if v is not None]
+    assert present == sorted(present) and vals[len(present) :] == [None] * (130 - len(present))
+    desc = client.get("/api/experiments/expA/trials",
+                      params={"sort": "test_error", "order": "desc", "limit": 5}).json()  # fmt: skip
+    tests = [t["test_error"] for t in desc["items"]]
+    assert tests == sorted(tests, reverse=True) and desc["total"] == 80
+    second = client.get("/api/trials", params={"limit": 10, "offset": 10}).json()["items"]
+    first20 = client.get("/api/trials", params={"limit": 20}).json()["items"]
+    assert [t["trial_job_id"] for t in second] == [t["trial_job_id"] for t in first20[10:]]
+    failed = client.get("/api/trials", params={"status": "FAILED"}).json()
+    assert failed["total"] > 0 and all(t["status"] == "FAILED" for t in failed["items"])
+    vanilla = client.get("/api/trials", params={"layers": "none", "limit": 1000}).json()["items"]
+    assert vanilla and all(t["parameters"]["layers"] == "none" for t in vanilla)
+    t = client.get(f"/api/experiments/expA/trials/{vanilla[0]['trial_job_id']}")
+    assert t.status_code == 200 or vanilla[0]["experiment"] != "expA"
+    assert client.get("/api/experiments/expA/trials/T99999").json()["detail"] == (
+        "unknown trial 'T99999' in experiment 'expA'")  # fmt: skip
+
+
+def test_bad_query_values_are_422_naming_the_value(client):
+    for params, name in [({"limit": 0}, "limit"), ({"limit": 5000}, "limit"),
+                         ({"offset": -1}, "offset"), ({"sort": "lambda"}, "sort"),
+                         ({"order": "up"}, "order"), ({"layers": "3;4"}, "layers"),
+                         ({"status": "DONE"}, "status")]:  # fmt: skip
+        r = client.get("/api/trials", params=params)
+        assert r.status_code == 422, params
+        detail = r.json()["detail"][0]
+        assert detail["loc"] == ["query", name] and detail["msg"]
+
+
+def test_model_endpoints_and_404s(client):
+    best = client.get("/api/models/mlp4/digits/best-config").json()
+    trials = client.get("/api/trials", params={"model": "mlp4", "dataset": "digits",
+                                               "limit": 1}).json()["items"]  # fmt: skip
+    assert best["trial"]["trial_job_id"] == trials[0]["trial_job_id"]
+    assert best["trial"]["val_error"] == trials[0]["val_error"]
+    rec = client.get("/api/models/mlp4/digits/recommendation").json()
+    means = [r["mean_var"] for r in rec["variance_ranking"]]
+    assert means == sorted(means, reverse=True)
+    assert rec["recommended_layer"] == rec["variance_ranking"][0]["layer"]
+    lam = client.get("/api/models/mlp4/digits/best-lambda").json()
+    assert {r["layer"] for r in lam["layers"]} == {2, 3, 4}
+    assert all(r["lam"] > 0 for r in lam["layers"])
+    cmp = client.get("/api/models/mlp4/digits/compare").json()
+    assert cmp["vanilla"]["layers"] == "none" and cmp["nsr"]["layers"] != "none"
+    assert cmp["val_error_gain"] == cmp["vanilla"]["val_error_mean"] - cmp["nsr"]["val_error_mean"]
+    models = client.get("/api/models").json()
+    assert {(m["model"], m["dataset"], m["n_trials"]) for m in models} == {
+        ("mlp4", "digits", 130), ("mlp6", "mnist", 30)}  # fmt: skip
+    r = client.get("/api/models/resnet/digits/best-config")
+    assert r.status_code == 404 and "unknown model 'resnet'" in r.json()["detail"]
+    r = client.get("/api/models/mlp4/mnist/compare")
+    assert r.status_code == 404 and "unknown dataset 'mnist' for model 'mlp4'" in r.json()["detail"]
+
+
+def test_csv_export(client):
+    r = client.get("/api/trials.csv", params={"experiment": "expC"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 30 and {"param.lambda_4", "metric.var_6", "val_error"} <= set(rows[0])
+    api = {t["trial_job_id"]: t for t in client.get(
+        "/api/trials", params={"experiment": "expC", "limit": 100}).json()["items"]}  # fmt: skip
+    for row in rows:
+        want = api[row["trial_job_id"]]["val_error"]
+        assert (float(row["val_error"]) if row["val_error"] else None) == want
+
+
+def test_sync_is_idempotent_over_http(client):
+    again = client.post("/api/sync").json()
+    assert again["errors"] == [] and again["inserted"] == again["updated"] == 0
+
+
+def test_sync_needs_the_token_when_one_is_configured(settings):
+    settings = settings.model_copy(update={"api_token": SecretStr("s3cret")})
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/api/sync").status_code == 401
+        assert c.post("/api/sync", headers={"Authorization": "Bearer nope"}).status_code == 401
+        ok = c.post("/api/sync", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["inserted"] == 160
+        assert c.get("/api/experiments").status_code == 200  # reads stay open
+
+
+def test_database_outage_is_503(tmp_path, settings):
+    app = create_app(settings)
+    with TestClient(app) as c:
+        app.state.db.engine.dispose()
+        (tmp_path / "service.sqlite").unlink()
+        (tmp_path / "service.sqlite").mkdir()  # the file is now a directory: cannot open
+        r = c.get("/api/experiments")
+        assert r.status_code == 503 and "database error" in r.json()["detail"]
+
+
+def test_settings_defaults():
+    s = Settings(_env_file=None)
+    assert s.host == "127.0.0.1" and s.port == 8765 and s.sync_interval > 0
+    assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("nsr.sqlite")
+    assert s.nni_dir.name == "nni-experiments"
