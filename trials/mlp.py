@@ -94,11 +94,15 @@ def validate(p: MLPParams) -> None:
         raise TrialError(f"lr={p.lr} must be > 0")
 
 
+def layer_indices(p: MLPParams) -> list[int]:
+    """The paper's indices of the model's regularizable layers: 2 .. L for MLP-L."""
+    return list(range(2, len(HIDDEN[p.model]) + 3))
+
+
 def main(p: MLPParams) -> dict[str, float]:
     """Train one MLP with NSR as ``p`` says and return the final metrics (also reported to NNI)."""
     validate(p)
-    layer_ids = list(range(2, len(HIDDEN[p.model]) + 3))
-    chosen = parse_layers(p.layers, layer_ids)
+    chosen = parse_layers(p.layers, layer_indices(p))
     lambdas = {k: float(getattr(p, f"lambda_{k}")) for k in chosen}
     for k, lam in lambdas.items():
         if not lam > 0:

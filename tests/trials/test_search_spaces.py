@@ -1,0 +1,74 @@
+"""Every search space loads, names only real trial parameters, and passes NNI's own config check."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SPACES = sorted((REPO / "search_spaces").glob("*.yml"))
+
+
+def _entry(config: dict) -> tuple[object, list[str]]:
+    argv = shlex.split(config["trialCommand"])
+    assert argv[:2] == ["python", "-m"] and argv[2].startswith("trials."), argv
+    return importlib.import_module(argv[2]), argv[3:]
+
+
+def _params_class(module: object) -> type:
+    classes = [
+        v for k, v in vars(module).items()
+        if k.endswith("Params") and dataclasses.is_dataclass(v) and v.__module__ == module.__name__
+    ]
+    assert len(classes) == 1, classes
+    return classes[0]
+
+
+def test_there_are_search_spaces_for_every_mlp() -> None:
+    names = {p.stem for p in SPACES}
+    assert {"quickstart", "mlp3", "mlp4", "mlp6", "mlp8", "mlp10"} <= names
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_keys_are_trial_parameters(path: Path) -> None:
+    config = yaml.safe_load(path.read_text())
+    module, argv = _entry(config)
+    cls = _params_class(module)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    space = config["searchSpace"]
+    assert set(space) <= fields, set(space) - fields
+    assert "layers" in space and "none" in space["layers"]["_value"]
+    for key, spec in space.items():
+        if key.startswith("lambda_"):
+            assert spec == {"_type": "loguniform", "_value": [0.01, 100]}, key
+    # The command line itself must parse into valid parameters (model and data set names too).
+    params = module.from_cli(cls, argv, "test", "")
+    if hasattr(module, "validate"):
+        module.validate(params)
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_layers_exist_in_the_model(path: Path) -> None:
+    config = yaml.safe_load(path.read_text())
+    module, argv = _entry(config)
+    cls = _params_class(module)
+    params = module.from_cli(cls, argv, "test", "")
+    available = module.layer_indices(params)
+    for choice in config["searchSpace"]["layers"]["_value"]:
+        for k in module.parse_layers(str(choice), available):
+            assert f"lambda_{k}" in config["searchSpace"], (choice, k)
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_nni_accepts_the_config(path: Path) -> None:
+    from nni.experiment.config import ExperimentConfig
+
+    # ExperimentConfig.load is what nnictl create uses: it resolves paths against the YAML's folder.
+    config = ExperimentConfig.load(str(path))
+    config.validate()
+    assert Path(config.canonical_copy().trial_code_directory).resolve() == REPO
