@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from service import errors
 from service.api import router as api_router
+from service.cache import ResponseCache
 from service.settings import Settings
 from service.sync import Syncer
 from service.web import mount as mount_web
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
     app.state.settings = settings
     app.state.db = db
     app.state.syncer = syncer
+    app.state.cache = ResponseCache()
     errors.install(app)
     app.include_router(api_router)
     mount_web(app)

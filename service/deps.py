@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from service.cache import ResponseCache
 from service.settings import Settings
 from storage.db import Database
 
@@ -19,6 +20,10 @@ def get_db(request: Request) -> Database:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def get_cache(request: Request) -> ResponseCache:
+    return request.app.state.cache
 
 
 def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
@@ -40,4 +45,5 @@ def require_token(
 SessionDep = Annotated[Session, Depends(get_session)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CacheDep = Annotated[ResponseCache, Depends(get_cache)]
 WriteAccess = Depends(require_token)

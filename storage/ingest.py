@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Experiment, Trial, TrialLayer
+from storage.models import DataVersion, Experiment, Trial, TrialLayer
 from storage.nni_reader import RawExperiment
 from storage.parse import parse_experiment
 
@@ -80,14 +80,19 @@ def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
         else:
             result.unchanged += 1
 
+    # Core executemany on the tables (not ORM bulk, not RETURNING): the fast path on both
+    # SQLite and psycopg; the new ids are then read back in one query.
+    conn = session.connection()
     layer_rows: list[dict[str, Any]] = []
     if new:
-        rows = [{**t, "experiment_id": exp_id} for t, _ in new]
-        ids = session.execute(
-            insert(Trial).returning(Trial.id, Trial.trial_job_id, sort_by_parameter_order=True),
-            rows,
-        ).all()
-        for (tid, _job), (_t, layers) in zip(ids, new, strict=True):
+        conn.execute(Trial.__table__.insert(), [{**t, "experiment_id": exp_id} for t, _ in new])
+        ids = dict(
+            conn.execute(
+                select(Trial.trial_job_id, Trial.id).where(Trial.experiment_id == exp_id)
+            ).all()
+        )
+        for t, layers in new:
+            tid = ids[t["trial_job_id"]]
             layer_rows.extend({**lr, "trial_id": tid} for lr in layers)
         result.inserted = len(new)
     if changed:
@@ -97,11 +102,15 @@ def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
             .where(Trial.__table__.c.id == bindparam("_id"))
             .values({c: bindparam(c) for c in cols})
         )
-        session.execute(stmt, [{"_id": tid, **{c: t[c] for c in cols}} for tid, t, _ in changed])
-        session.execute(delete(TrialLayer).where(TrialLayer.trial_id.in_([c[0] for c in changed])))
+        conn.execute(stmt, [{"_id": tid, **{c: t[c] for c in cols}} for tid, t, _ in changed])
+        conn.execute(delete(TrialLayer).where(TrialLayer.trial_id.in_([c[0] for c in changed])))
         for tid, _t, layers in changed:
             layer_rows.extend({**lr, "trial_id": tid} for lr in layers)
         result.updated = len(changed)
     if layer_rows:
-        session.execute(insert(TrialLayer), layer_rows)
+        conn.execute(TrialLayer.__table__.insert(), layer_rows)
+    if result.experiment_changed or result.inserted or result.updated:
+        # Same transaction as the data: a reader never sees new data with an old version.
+        conn.execute(update(DataVersion).where(DataVersion.id == 1).values(
+            version=DataVersion.version + 1))  # fmt: skip
     return result

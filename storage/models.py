@@ -133,3 +133,13 @@ class TrialLayer(Base):
     val_error: Mapped[float | None] = mapped_column(Float)
 
     trial: Mapped[Trial] = relationship(back_populates="layer_rows")
+
+
+class DataVersion(Base):
+    """One row whose counter goes up in every transaction that changes results: readers (the
+    service's response cache, in any process) know when what they computed is stale."""
+
+    __tablename__ = "data_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)

@@ -12,7 +12,7 @@ from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from storage.errors import InvalidValue, NotFound
-from storage.models import Experiment, Trial, TrialLayer
+from storage.models import DataVersion, Experiment, Trial, TrialLayer
 from storage.parse import effective_parameters
 from storage.schemas import (
     BestConfig,
@@ -52,6 +52,11 @@ def _check_page(limit: int, offset: int) -> None:
         raise InvalidValue(f"limit={limit} is out of range: allowed 1..{MAX_LIMIT}")
     if offset < 0:
         raise InvalidValue(f"offset={offset} is out of range: allowed >= 0")
+
+
+def data_version(session: Session) -> int:
+    """Goes up whenever an ingest changes results (cache key for derived answers)."""
+    return session.scalar(select(DataVersion.version).where(DataVersion.id == 1)) or 0
 
 
 # ---------------------------------------------------------------- experiments

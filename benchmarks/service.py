@@ -1,0 +1,168 @@
+"""Benchmark of the results service.
+
+1. Writes 200 synthetic NNI experiments (NNI 3.0's nni.sqlite schema and encodings) holding
+   100,000 trials in all, and ingests them into a fresh SQLite database through the real sync
+   path (registry → read-only nni.sqlite → parse → idempotent ingest): prints trials/s.
+2. Starts the service (``python -m service serve``, uvicorn, background sync off) on that
+   database and fires concurrent requests at the best-config and recommendation endpoints:
+   prints p50/p99 latency per endpoint.
+
+Targets (issue 3): ingest ≥ 2,000 trials/s; p99 ≤ 50 ms.
+
+    python benchmarks/service.py [--experiments 200] [--trials 500] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from storage.db import Database  # noqa: E402
+from storage.sync import sync_all  # noqa: E402
+from storage.synthetic import write_nni_sqlite, write_registry  # noqa: E402
+
+PAIRS = [("mlp4", "digits"), ("mlp4", "mnist"), ("mlp6", "mnist"), ("mlp6", "fashion"),
+         ("cnn", "cifar10"), ("sage", "cora"), ("mlp4", "fashion"), ("mlp6", "digits")]  # fmt: skip
+
+
+def build_nni_dir(root: Path, n_exp: int, n_trials: int) -> Path:
+    nni_dir = root / "nni-experiments"
+    for i in range(n_exp):
+        model, dataset = PAIRS[i % len(PAIRS)]
+        exp_id = f"bench{i:04d}"
+        write_nni_sqlite(nni_dir / exp_id / "db" / "nni.sqlite", exp_id, n_trials=n_trials,
+                         model=model, dataset=dataset, epochs=10, seed=i,
+                         start_ms=1_700_000_000_000 + i * 10_000_000)  # fmt: skip
+    write_registry(nni_dir, {f"bench{i:04d}": {} for i in range(n_exp)})
+    return nni_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(sorted_ms: list[float], p: float) -> float:
+    k = min(len(sorted_ms) - 1, max(0, round(p / 100 * len(sorted_ms)) - 1))
+    return sorted_ms[k]
+
+
+def load(base: str, paths: list[str], total: int, concurrency: int) -> list[float]:
+    """``total`` GETs over ``paths`` from ``concurrency`` threads; latencies in ms."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                t0 = time.perf_counter()
+                r = client.get(paths[i % len(paths)])
+                dt = (time.perf_counter() - t0) * 1000
+                if r.status_code != 200:
+                    raise RuntimeError(f"{paths[i % len(paths)]}: HTTP {r.status_code} {r.text}")
+                with lock:
+                    latencies.append(dt)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(latencies)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--experiments", type=int, default=200)
+    ap.add_argument("--trials", type=int, default=500, help="trials per experiment")
+    ap.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
+    ap.add_argument("--requests", type=int, default=2000, help="requests per endpoint")
+    ap.add_argument("--workdir", type=Path, help="keep files here (default: a temp dir)")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.workdir or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        nni_dir = build_nni_dir(root, args.experiments, args.trials)
+        n_total = args.experiments * args.trials
+        print(f"wrote {args.experiments} synthetic nni.sqlite ({n_total:,} trials) "
+              f"in {time.perf_counter() - t0:.1f}s")  # fmt: skip
+
+        db_path = root / "bench.sqlite"
+        db_path.unlink(missing_ok=True)
+        url = f"sqlite:///{db_path}"
+        db = Database(url)
+        db.migrate()
+        report = sync_all(db, nni_dir)
+        if report.errors:
+            print("ingest errors:", report.errors[:3])
+            return 1
+        rate = report.inserted / report.seconds
+        print(f"ingest: {report.inserted:,} trials from {report.experiments} nni.sqlite in "
+              f"{report.seconds:.1f}s = {rate:,.0f} trials/s (target >= 2,000)")  # fmt: skip
+        again = sync_all(db, nni_dir)
+        print(f"re-sync (nothing changed): {again.seconds * 1000:.0f} ms, "
+              f"{again.inserted + again.updated} rows written")  # fmt: skip
+        db.dispose()
+
+        port = free_port()
+        env = dict(os.environ, NSR_DATABASE_URL=url, NSR_NNI_DIR=str(nni_dir),
+                   NSR_SYNC_INTERVAL="0", PYTHONPATH=str(REPO))  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    print("service did not start:", server.stderr.read().decode()[-2000:])
+                    return 1
+                time.sleep(0.2)
+            ok = True
+            for name in ("best-config", "recommendation"):
+                paths = [f"/api/models/{m}/{d}/{name}" for m, d in PAIRS]
+                load(base, paths, 100, args.concurrency)  # warm-up: connections, caches
+                lat = load(base, paths, args.requests, args.concurrency)
+                p50, p99 = percentile(lat, 50), percentile(lat, 99)
+                ok &= p99 <= 50
+                print(f"{name:>15}: {len(lat)} requests, {args.concurrency} concurrent: "
+                      f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {statistics.fmean(lat):.1f} ms "
+                      f"(target p99 <= 50 ms)")  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return 0 if ok and rate >= 2000 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
