@@ -22,7 +22,8 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
     settings = settings or Settings()
     db = Database(settings.database_url)
     db.migrate()
-    syncer = Syncer(db, settings.nni_dir)
+    cache = ResponseCache(db)
+    syncer = Syncer(db, settings.nni_dir, on_change=cache.invalidate)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
     app.state.settings = settings
     app.state.db = db
     app.state.syncer = syncer
-    app.state.cache = ResponseCache()
+    app.state.cache = cache
     errors.install(app)
     app.include_router(api_router)
     mount_web(app)

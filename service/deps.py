@@ -22,7 +22,8 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_cache(request: Request) -> ResponseCache:
+async def get_cache(request: Request) -> ResponseCache:
+    # async: a cache hit must not wait for a worker thread.
     return request.app.state.cache
 
 

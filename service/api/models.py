@@ -29,30 +29,33 @@ def list_models(session: SessionDep) -> list[ModelDataset]:
 
 
 @router.get("/{model}/{dataset}/best-config", response_model=BestConfig)
-def best_config(session: SessionDep, cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
+async def best_config(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
     """The trial with the lowest validation error, with its test error and all parameters."""
-    return cache.json(session, ("best-config", model, dataset),
-                      lambda: queries.best_config(session, model, dataset))  # fmt: skip
+    return await cache.json(
+        ("best-config", model, dataset), lambda s: queries.best_config(s, model, dataset)
+    )
 
 
 @router.get("/{model}/{dataset}/best-lambda", response_model=BestLambdas)
-def best_lambda(session: SessionDep, cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
+async def best_lambda(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
     """Per layer, the λ of the best single-layer NSR trial on it."""
-    return cache.json(session, ("best-lambda", model, dataset),
-                      lambda: queries.best_lambda_per_layer(session, model, dataset))  # fmt: skip
+    return await cache.json(
+        ("best-lambda", model, dataset), lambda s: queries.best_lambda_per_layer(s, model, dataset)
+    )
 
 
 @router.get("/{model}/{dataset}/recommendation", response_model=LayerRecommendation)
-def recommendation(
-    session: SessionDep, cache: CacheDep, model: ModelP, dataset: DatasetP
-) -> Response:
+async def recommendation(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
     """Layers ranked by intra-class variance (vanilla trials) and by achieved error."""
-    return cache.json(session, ("recommendation", model, dataset),
-                      lambda: queries.layer_recommendation(session, model, dataset))  # fmt: skip
+    return await cache.json(
+        ("recommendation", model, dataset),
+        lambda s: queries.layer_recommendation(s, model, dataset),
+    )
 
 
 @router.get("/{model}/{dataset}/compare", response_model=Comparison)
-def compare(session: SessionDep, cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
+async def compare(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
     """Vanilla vs the best NSR configuration, mean ± std over seeds."""
-    return cache.json(session, ("compare", model, dataset),
-                      lambda: queries.compare(session, model, dataset))  # fmt: skip
+    return await cache.json(
+        ("compare", model, dataset), lambda s: queries.compare(s, model, dataset)
+    )
