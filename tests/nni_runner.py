@@ -90,9 +90,10 @@ class NNIExperiment:
         self.metrics = self.rest("metric-data")
 
     def trial_log(self, trial_id: str) -> str:
-        trial_dir = self.nni_dir / self.id / "trials" / trial_id
-        logs = [p.read_text(errors="replace") for p in sorted(trial_dir.glob("*.log"))]
-        return "\n".join(logs)
+        # NNI 3.0's local service keeps them in environments/<env>/trials/<trial id>/.
+        exp_dir = self.nni_dir / self.id
+        files = sorted(exp_dir.glob(f"**/trials/{trial_id}/trial.*"))
+        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')}" for p in files)
 
     def stop(self) -> None:
         if self.stopped or not self.id:

@@ -1,0 +1,93 @@
+"""Headless chromium (Debian's) through Playwright: the three pages render rows and plots."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from service.app import create_app
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+
+
+@pytest.fixture
+def server(settings):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(settings, background_sync=False)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{base}/api/health").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    assert httpx.post(f"{base}/api/sync").json()["inserted"] == 160
+    yield base
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_pages_show_rows_and_plots(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which(CHROMIUM), "Debian's chromium is needed: apt-get install chromium"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # Any request leaving the machine would fail the offline promise.
+        outside = []
+        page.on(
+            "request",
+            lambda r: (
+                outside.append(r.url)
+                if not r.url.startswith(server) and not r.url.startswith("data:")
+                else None
+            ),
+        )
+
+        page.goto(f"{server}/")
+        assert page.locator("#experiments tbody tr").count() == 3
+        page.screenshot(path=tmp_path / "experiments.png", full_page=True)
+
+        page.click("text=expA")
+        page.wait_for_url(f"{server}/experiments/expA")
+        assert page.locator("#trials tbody tr").count() == 80
+        for plot in ("plot-lambda", "plot-variance", "plot-curves"):
+            page.wait_for_selector(f"#{plot} .main-svg", timeout=20_000)
+        assert page.locator("#plot-lambda .scatterlayer .trace").count() == 3  # layers 2, 3, 4
+        # Sorting: click "Val error %" twice → descending; the first row has the largest.
+        header = page.locator("#trials th", has_text="Val error %")
+        header.click()
+        header.click()
+        cells = page.locator("#trials tbody tr td:nth-child(6)").all_inner_texts()
+        values = [float(c) for c in cells if c.strip()]
+        assert values == sorted(values, reverse=True)
+        page.screenshot(path=tmp_path / "experiment.png", full_page=True)
+
+        page.goto(f"{server}/models/mlp4/digits")
+        assert page.locator("#variance-ranking tbody tr").count() == 3
+        assert page.locator("#best-config table tr").count() >= 5
+        page.wait_for_selector("#plot-recommendation .main-svg", timeout=20_000)
+        page.screenshot(path=tmp_path / "model.png", full_page=True)
+        browser.close()
+    assert outside == []
+    for name in ("experiments", "experiment", "model"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+        shutil.copy(tmp_path / f"{name}.png", OUTPUT / f"{name}.png")

@@ -1,0 +1,205 @@
+"""GNN trials of the paper's Table 3: GCN and GraphSAGE with 2-4 layers, NSR with the node as sample.
+
+    python -m trials.gnn --model sage2 --dataset cora --data-root ../shared/datasets --layers 1
+
+Layer numbering is the paper's (GraphSAGE₁ = NSR on the first layer): for a model with L graph
+convolutions, layer k (1-based) is the output of the k-th convolution — post-ReLU for k < L (zeros
+are "inactive" and left out of NSR), the logits for k = L. NSR on layer 1 is the default, the
+paper's rule for GNNs. Training is full-batch (one Adam step per epoch over the whole graph), and
+only the training nodes enter the penalty, the class means and the variance probe. The nodes are
+split 6:2:2 at random by ``--split-seed``. Inside an NNI trial the search space overrides the flags.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trials.data import default_data_root
+from trials.graph_data import GRAPH_DATASETS, Graph, load_graph, synthetic_graph
+from trials.nsr import NeuronSteadiness, intra_class_variance
+from trials.params import TrialError, from_cli, param, parse_layers
+from trials.report import Reporter, final_metrics
+from trials.runtime import pick_device, run_main, seed_everything
+
+MODELS = {f"{kind}{depth}": (kind, depth) for kind in ("gcn", "sage") for depth in (2, 3, 4)}
+
+
+@dataclass(frozen=True)
+class GNNParams:
+    model: str = param("sage2", f"architecture: {', '.join(MODELS)}")
+    dataset: str = param("cora", f"data set: {', '.join(GRAPH_DATASETS)}")
+    layers: str = param("1", "NSR layers: 'none' (vanilla), 'last', or a comma list like '1,2'")
+    lambda_1: float = param(1.0, "λ of layer 1 (used when layer 1 is in --layers)")
+    lambda_2: float = param(1.0, "λ of layer 2")
+    lambda_3: float = param(1.0, "λ of layer 3")
+    lambda_4: float = param(1.0, "λ of layer 4")
+    seed: int = param(0, "training seed (weights, dropout)")
+    epochs: int = param(100, "training epochs (one full-batch step each)")
+    lr: float = param(0.01, "Adam learning rate")
+    weight_decay: float = param(5e-4, "Adam weight decay")
+    hidden: int = param(64, "hidden features per GNN layer")
+    dropout: float = param(0.5, "dropout before every graph convolution")
+    queue_batches: int = param(5, "M: steps kept in NSR's class-mean memory queue")
+    split_seed: int = param(0, "seed of the random 6:2:2 node split")
+    synthetic: int = param(0, "N > 0: a random N-node graph instead of --dataset (tests only)")
+    data_root: str = param(default_data_root(), "root with planetoid/, amazon/, wikics/ raw files")
+    download: bool = param(True, "download missing raw files (15 s socket timeout)")
+    device: str = param("auto", "cpu, cuda or auto")
+    threads: int = param(0, "torch CPU threads; 0 = torch's default")
+
+
+def layer_ids(model: str) -> list[int]:
+    """The regularizable layers of a model name: 1..L."""
+    return list(range(1, MODELS[model][1] + 1))
+
+
+class GNN(nn.Module):
+    """L graph convolutions ``conv1..convL`` with a ReLU module ``act<k>`` after each hidden one."""
+
+    def __init__(
+        self, kind: str, depth: int, in_dim: int, hidden: int, num_classes: int, dropout: float
+    ) -> None:
+        super().__init__()
+        from torch_geometric.nn import GCNConv, SAGEConv  # deferred: PyG's import costs ~1 s
+
+        sizes = [in_dim] + [hidden] * (depth - 1) + [num_classes]
+        self.depth = depth
+        self.dropout = dropout
+        for k in range(1, depth + 1):
+            # cached: the graph is fixed (full-batch), so GCN's normalized adjacency is built once.
+            conv = GCNConv(sizes[k - 1], sizes[k], cached=True) if kind == "gcn" else SAGEConv(
+                sizes[k - 1], sizes[k]
+            )
+            self.add_module(f"conv{k}", conv)
+            if k < depth:
+                # One ReLU module per layer, so a forward hook on act<k> sees exactly layer k.
+                self.add_module(f"act{k}", nn.ReLU())
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        for k in range(1, self.depth + 1):
+            x = F.dropout(x, self.dropout, self.training)  # (n, F_{k-1})
+            x = getattr(self, f"conv{k}")(x, edge_index)  # (n, F_k)
+            if k < self.depth:
+                x = getattr(self, f"act{k}")(x)  # (n, F_k)
+        return x  # (n, num_classes)
+
+    def regularizable_layers(self) -> dict[int, str]:
+        """Paper layer index (1-based) -> module name: hidden layers post-ReLU, the last the logits."""
+        layers = {k: f"act{k}" for k in range(1, self.depth)}
+        layers[self.depth] = f"conv{self.depth}"
+        return layers
+
+
+def validate(p: GNNParams) -> None:
+    if p.model not in MODELS:
+        raise TrialError(f"unknown model {p.model!r}; allowed: {', '.join(MODELS)}")
+    if p.synthetic == 0 and p.dataset not in GRAPH_DATASETS:
+        raise TrialError(f"unknown data set {p.dataset!r}; allowed: {', '.join(GRAPH_DATASETS)}")
+    for name, value, low in (("epochs", p.epochs, 1), ("hidden", p.hidden, 1),
+                             ("queue_batches", p.queue_batches, 1), ("synthetic", p.synthetic, 0)):
+        if value < low:
+            raise TrialError(f"{name}={value} must be >= {low}")
+    if 0 < p.synthetic < 20:
+        raise TrialError(f"synthetic={p.synthetic} must be 0 (off) or >= 20 nodes")
+    if not p.lr > 0:
+        raise TrialError(f"lr={p.lr} must be > 0")
+    if not 0 <= p.weight_decay:
+        raise TrialError(f"weight_decay={p.weight_decay} must be >= 0")
+    if not 0 <= p.dropout < 1:
+        raise TrialError(f"dropout={p.dropout} must be in [0, 1)")
+
+
+@torch.no_grad()
+def node_error(model: nn.Module, graph: Graph, index: Tensor) -> float:
+    """Classification error in % over the nodes ``index``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    pred = model(graph.x, graph.edge_index)[index].argmax(dim=1)  # (N_idx,)
+    model.train(was_training)
+    return 100.0 * float((pred != graph.y[index]).sum()) / max(len(index), 1)
+
+
+def train_gnn(
+    model: GNN, graph: Graph, lambdas: dict[int, float], p: GNNParams, reporter: Reporter
+) -> dict[str, float]:
+    """Full-batch Adam with NSR on ``lambdas`` (layer -> λ); returns the final metrics dict."""
+    layers = model.regularizable_layers()
+    y_train = graph.y[graph.train_idx]  # (N_train,)
+    # The probe sees the training nodes only (the labelled samples), in eval mode.
+    probe_batches = [((graph.x, graph.edge_index), y_train, graph.train_idx)]
+    var_init = intra_class_variance(model, layers, probe_batches, graph.num_classes)
+    reg = NeuronSteadiness(
+        model, {layers[k]: lam for k, lam in lambdas.items()}, graph.num_classes, p.queue_batches
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    best_val, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
+    train_seconds = 0.0
+    model.train()
+    for epoch in range(1, p.epochs + 1):
+        t0 = time.perf_counter()
+        # Every hooked output has one row per node; `index` keeps the training nodes' rows.
+        reg.set_targets(y_train, index=graph.train_idx)
+        logits = model(graph.x, graph.edge_index)  # (n, num_classes)
+        loss = F.cross_entropy(logits[graph.train_idx], y_train) + reg.pop()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        val_error = node_error(model, graph, graph.val_idx)
+        if val_error < best_val:
+            best_val, best_epoch = val_error, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        reporter.epoch(epoch, p.epochs, val_error, float(loss.detach()), seconds)
+    reg.remove()
+    var_end = intra_class_variance(model, layers, probe_batches, graph.num_classes)
+    model.load_state_dict(best_state)
+    test_error = node_error(model, graph, graph.test_idx)
+    return final_metrics(
+        best_val, test_error, best_epoch, train_seconds / p.epochs, var_init, var_end
+    )
+
+
+def main(p: GNNParams, graph: Graph | None = None) -> dict[str, float]:
+    """Train one GNN as ``p`` says and return the final metrics (also reported to NNI).
+
+    ``graph`` lets a caller (the benchmark) load a data set once for many runs; it must be the one
+    ``p`` names.
+    """
+    validate(p)
+    kind, depth = MODELS[p.model]
+    chosen = parse_layers(p.layers, layer_ids(p.model))
+    lambdas = {k: float(getattr(p, f"lambda_{k}")) for k in chosen}
+    for k, lam in lambdas.items():
+        if not lam > 0:
+            raise TrialError(f"lambda_{k}={lam} must be > 0 (use layers='none' for no NSR)")
+    device = pick_device(p.device)
+    seed_everything(p.seed, p.threads)
+    if graph is None:
+        graph = (
+            synthetic_graph(p.synthetic, split_seed=p.split_seed)
+            if p.synthetic
+            else load_graph(p.dataset, p.data_root, p.split_seed, p.download)
+        )
+    graph = graph.to(device)
+    torch.manual_seed(p.seed)  # the same initial weights whether or not the data was preloaded
+    model = GNN(kind, depth, graph.num_features, p.hidden, graph.num_classes, p.dropout).to(device)
+    return train_gnn(model, graph, lambdas, p, Reporter())
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return run_main(
+        lambda: main(from_cli(GNNParams, argv, "python -m trials.gnn", __doc__ or "")),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
