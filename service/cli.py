@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: bad setting {where} (NSR_{where.upper()}): {first['msg']}", file=sys.stderr)
         return 2
     except StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Driver messages span lines; the CLI promise is one line.
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

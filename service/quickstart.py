@@ -1,0 +1,200 @@
+"""The README's main job: run the quickstart NNI search and show its results through the service.
+
+    python -m service.quickstart [--config search_spaces/quickstart.yml]
+
+1. starts the results service in the background (or reuses the one already on its port),
+2. ``nnictl create`` the search, and follows it to the end with a progress line,
+3. syncs the service and prints the best configuration and best λ per layer fetched from its REST
+   API, with the addresses of the web UI and of NNI's own UI.
+
+The service keeps running afterwards so the results can be browsed; ``make stop`` ends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+NNI_FINISHED = {"DONE", "STOPPED", "ERROR"}
+
+
+class QuickstartError(Exception):
+    pass
+
+
+def http_json(url: str, method: str = "GET", timeout: float = 10.0) -> Any:
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_from(host: str, start: int) -> int:
+    for port in range(start, start + 50):
+        if port_is_free(host, port):
+            return port
+    raise QuickstartError(f"no free port in {start}..{start + 49} on {host}")
+
+
+def ensure_service(settings: Settings, log_path: Path) -> str:
+    """Start ``python -m service serve`` detached, unless ours already answers on the port."""
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        http_json(f"{base}/api/health", timeout=2)
+        print(f"service: already running at {base}/", flush=True)
+        return base
+    except (urllib.error.URLError, OSError, ValueError):
+        pass
+    if not port_is_free(settings.host, settings.port):
+        raise QuickstartError(
+            f"port {settings.port} on {settings.host} is taken by another program; "
+            f"set NSR_PORT to a free port"
+        )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        # A new session: the service outlives this script (and `make`), for browsing the results.
+        subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=REPO,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            http_json(f"{base}/api/health", timeout=2)
+            print(f"service: started at {base}/ (log: {log_path})", flush=True)
+            return base
+        except (urllib.error.URLError, OSError, ValueError):
+            time.sleep(0.5)
+    raise QuickstartError(f"the service did not answer at {base} within 60 s; see {log_path}")
+
+
+def nnictl(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    # Trials run `python -m trials.mlp`: this interpreter (the venv's) must be the `python` they get.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(
+        [sys.executable, "-m", "nni.tools.nnictl.nnictl", *args],
+        env=env, capture_output=True, text=True, timeout=180, cwd=REPO,
+    )
+
+
+def create_experiment(config: Path, port: int) -> str:
+    out = nnictl("create", "--config", str(config), "--port", str(port))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)  # nnictl colours its output
+    match = re.search(r"Experiment ID: (\w+)", text)
+    if out.returncode != 0 or not match:
+        tail = " | ".join(line.strip() for line in text.strip().splitlines()[-3:])
+        raise QuickstartError(f"nnictl create --config {config} failed: {tail}")
+    return match.group(1)
+
+
+def follow(exp_id: str, port: int, max_trials: int, timeout: float) -> str:
+    base = f"http://127.0.0.1:{port}/api/v1/nni"
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        status = http_json(f"{base}/check-status")["status"]
+        trials = http_json(f"{base}/trial-jobs")
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t["status"]] = counts.get(t["status"], 0) + 1
+        line = f"NNI {exp_id}: {status}, trials " + ", ".join(
+            f"{n} {s.lower()}" for s, n in sorted(counts.items())
+        ) + f" (of {max_trials})"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if status in NNI_FINISHED:
+            return status
+        time.sleep(2)
+    raise QuickstartError(f"experiment {exp_id} did not finish within {timeout:.0f} s")
+
+
+def model_and_dataset(config: dict[str, Any]) -> tuple[str, str]:
+    argv = shlex.split(config["trialCommand"])
+    flags = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    return flags.get("--model", "mlp4"), flags.get("--dataset", "digits")
+
+
+def summary(base: str, model: str, dataset: str) -> list[str]:
+    best = http_json(f"{base}/api/models/{model}/{dataset}/best-config")
+    lambdas = http_json(f"{base}/api/models/{model}/{dataset}/best-lambda")
+    lines = [
+        f"best config for {model} on {dataset} (from {base}/api/models/{model}/{dataset}/best-config):",
+        "  " + json.dumps(best, default=str)[:600],
+        "best λ per layer (from the REST API):",
+    ]
+    for row in lambdas.get("layers", lambdas if isinstance(lambdas, list) else []):
+        lines.append("  " + json.dumps(row, default=str))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.quickstart", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "search_spaces" / "quickstart.yml",
+                        help="NNI experiment config to run")
+    parser.add_argument("--nni-port", type=int, default=8080,
+                        help="port of NNI's manager (the next free one is used if taken)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the search")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        if not args.config.is_file():
+            raise QuickstartError(f"config {args.config} does not exist")
+        config = yaml.safe_load(args.config.read_text())
+        model, dataset = model_and_dataset(config)
+        base = ensure_service(settings, Path(settings.database_url.split("///")[-1]).parent / "service.log"
+                              if settings.database_url.startswith("sqlite") else Path("service.log"))
+        nni_port = free_port_from("127.0.0.1", args.nni_port)
+        started = time.monotonic()
+        exp_id = create_experiment(args.config, nni_port)
+        print(f"NNI experiment {exp_id} started; its own UI: http://127.0.0.1:{nni_port}/", flush=True)
+        status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
+        print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
+        report = http_json(f"{base}/api/sync", method="POST", timeout=120)
+        print(f"service synced: {json.dumps(report, default=str)[:300]}", flush=True)
+        for line in summary(base, model, dataset):
+            print(line)
+        print(f"\nresults UI: {base}/   experiment: {base}/experiments/{exp_id}   "
+              f"model: {base}/models/{model}/{dataset}   API docs: {base}/docs")
+        print(f"NNI's UI stays up at http://127.0.0.1:{nni_port}/ until `nnictl stop {exp_id}`; "
+              "`make stop` ends the service and NNI.")
+        return 0 if status == "DONE" else 1
+    except QuickstartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except urllib.error.HTTPError as exc:
+        print(f"error: {exc.url} answered {exc.code}: {exc.read()[:300]!r}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
