@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from service.settings import Settings
+from service.settings import Settings, data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 NNI_FINISHED = {"DONE", "STOPPED", "ERROR"}
@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             raise QuickstartError(f"config {args.config} does not exist")
         config = yaml.safe_load(args.config.read_text())
         model, dataset = model_and_dataset(config)
-        base = ensure_service(settings, Path(settings.database_url.split("///")[-1]).parent / "service.log"
-                              if settings.database_url.startswith("sqlite") else Path("service.log"))
+        base = ensure_service(settings, data_dir() / "service.log")
         nni_port = free_port_from("127.0.0.1", args.nni_port)
         started = time.monotonic()
         exp_id = create_experiment(args.config, nni_port)
