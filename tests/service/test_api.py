@@ -140,3 +140,26 @@ def test_settings_defaults():
     assert s.host == "127.0.0.1" and s.port == 8765 and s.sync_interval > 0
     assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("nsr.sqlite")
     assert s.nni_dir.name == "nni-experiments"
+
+
+def test_cached_answers_follow_new_data(client, synthetic_nni_dir):
+    """The model endpoints are cached; an ingest that changes results must show at once."""
+    from storage.synthetic import write_nni_sqlite, write_registry
+
+    before = client.get("/api/models/mlp4/digits/best-config").json()
+    assert client.get("/api/models/mlp4/digits/best-config").json() == before  # a cache hit
+    path = synthetic_nni_dir / "expD" / "db" / "nni.sqlite"
+    write_nni_sqlite(path, "expD", n_trials=1, seed=11)
+    import json as _json
+    import sqlite3  # noqa: E401
+
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE MetricData SET data = ? WHERE type = 'FINAL'",
+                 (_json.dumps(_json.dumps({"default": 0.5, "test_error": 0.7})),))  # fmt: skip
+    conn.commit()
+    conn.close()
+    write_registry(synthetic_nni_dir, {e: {} for e in ("expA", "expB", "expC", "expD")})
+    assert client.post("/api/sync").json()["inserted"] == 1
+    after = client.get("/api/models/mlp4/digits/best-config").json()
+    assert after["trial"]["experiment"] == "expD" and after["trial"]["val_error"] == 0.5
+    assert after["n_trials"] == before["n_trials"] + 1
