@@ -1,4 +1,4 @@
-"""GNN trials of the paper's Table 3: GCN and GraphSAGE with 2-4 layers, NSR with the node as sample.
+"""GNN trials of the paper's Table 3: GCN and GraphSAGE, 2-4 layers, NSR with the node as sample.
 
     python -m trials.gnn --model sage2 --dataset cora --data-root ../shared/datasets --layers 1
 
@@ -92,7 +92,7 @@ class GNN(nn.Module):
         return x  # (n, num_classes)
 
     def regularizable_layers(self) -> dict[int, str]:
-        """Paper layer index (1-based) -> module name: hidden layers post-ReLU, the last the logits."""
+        """Paper layer index (1-based) -> module: hidden ones post-ReLU, the last the logits."""
         layers = {k: f"act{k}" for k in range(1, self.depth)}
         layers[self.depth] = f"conv{self.depth}"
         return layers

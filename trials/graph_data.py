@@ -3,8 +3,8 @@
 Files are looked up under the data root (``--data-root``, env ``NSR_DATA_ROOT``) in the layout the
 torch_geometric classes use, so a root prepared for PyG works as is::
 
-    <root>/planetoid/Cora/raw/ind.cora.{x,tx,allx,y,ty,ally,graph,test.index}   (also CiteSeer, PubMed)
-    <root>/amazon/Photo/raw/amazon_electronics_photo.npz                         (also Computers)
+    <root>/planetoid/Cora/raw/ind.cora.{x,tx,allx,y,ty,ally,graph,test.index}  (+ CiteSeer, PubMed)
+    <root>/amazon/Photo/raw/amazon_electronics_photo.npz                        (+ Computers)
     <root>/wikics/raw/data.json
 
 The raw files are parsed with torch_geometric's own readers, but nothing is written next to them
@@ -97,7 +97,7 @@ class Graph:
 
 
 def random_split(num_nodes: int, split_seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Random 6:2:2 train/validation/test node split, fixed by ``split_seed`` (the paper's setting)."""
+    """Random 6:2:2 train/validation/test node split fixed by ``split_seed`` (the paper's)."""
     perm = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(split_seed))  # (n,)
     n_train, n_val = int(0.6 * num_nodes), int(0.2 * num_nodes)
     return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
@@ -147,7 +147,7 @@ def _read(source: GraphSource, directory: Path) -> tuple[Tensor, Tensor, Tensor]
 
 
 def load_graph(name: str, data_root: str, split_seed: int = 0, download: bool = True) -> Graph:
-    """The named graph with a 6:2:2 split, or a :class:`TrialError` saying where to put its files."""
+    """The named graph with a 6:2:2 split, or a :class:`TrialError` saying where its files go."""
     if name not in GRAPH_DATASETS:
         raise TrialError(f"unknown data set {name!r}; allowed: {', '.join(GRAPH_DATASETS)}")
     source = GRAPH_DATASETS[name]
