@@ -144,13 +144,24 @@ def model_and_dataset(config: dict[str, Any]) -> tuple[str, str]:
 def summary(base: str, model: str, dataset: str) -> list[str]:
     best = http_json(f"{base}/api/models/{model}/{dataset}/best-config")
     lambdas = http_json(f"{base}/api/models/{model}/{dataset}/best-lambda")
+    trial = best.get("trial", best)
+    params = trial.get("parameters", {})
+    chosen = str(params.get("layers", trial.get("layers", "?")))
+    lam = ", ".join(
+        f"λ{k}={float(params[f'lambda_{k}']):.4g}"
+        for k in chosen.split(",") if f"lambda_{k}" in params
+    )
     lines = [
-        f"best config for {model} on {dataset} (from {base}/api/models/{model}/{dataset}/best-config):",
-        "  " + json.dumps(best, default=str)[:600],
-        "best λ per layer (from the REST API):",
+        f"best config for {model} on {dataset}: layers={chosen} {lam}".rstrip(),
+        f"  validation error {trial['val_error']:.2f} %, test error {trial['test_error']:.2f} %"
+        f" (trial {trial['trial_job_id']} of {trial['experiment']}, seed {trial.get('seed')})",
+        "best λ per layer:",
     ]
-    for row in lambdas.get("layers", lambdas if isinstance(lambdas, list) else []):
-        lines.append("  " + json.dumps(row, default=str))
+    for row in lambdas.get("layers", []):
+        lines.append(
+            f"  layer {row['layer']}: λ={row['lam']:.4g}  validation error {row['val_error']:.2f} %"
+            f"  ({row['n_trials']} trials on this layer)"
+        )
     return lines
 
 
