@@ -79,8 +79,11 @@ def ensure_service(settings: Settings, log_path: Path) -> str:
         # A new session: the service outlives this script (and `make`), for browsing the results.
         subprocess.Popen(
             [sys.executable, "-m", "service", "serve"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=REPO,
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -95,11 +98,15 @@ def ensure_service(settings: Settings, log_path: Path) -> str:
 
 def nnictl(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    # Trials run `python -m trials.mlp`: this interpreter (the venv's) must be the `python` they get.
+    # Trials run `python -m trials.mlp`: this interpreter (the venv's) must be their `python`.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
         [sys.executable, "-m", "nni.tools.nnictl.nnictl", *args],
-        env=env, capture_output=True, text=True, timeout=180, cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
     )
 
 
@@ -123,9 +130,11 @@ def follow(exp_id: str, port: int, max_trials: int, timeout: float) -> str:
         counts: dict[str, int] = {}
         for t in trials:
             counts[t["status"]] = counts.get(t["status"], 0) + 1
-        line = f"NNI {exp_id}: {status}, trials " + ", ".join(
-            f"{n} {s.lower()}" for s, n in sorted(counts.items())
-        ) + f" (of {max_trials})"
+        line = (
+            f"NNI {exp_id}: {status}, trials "
+            + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+            + f" (of {max_trials})"
+        )
         if line != last:
             print(line, flush=True)
             last = line
@@ -149,7 +158,8 @@ def summary(base: str, model: str, dataset: str) -> list[str]:
     chosen = str(params.get("layers", trial.get("layers", "?")))
     lam = ", ".join(
         f"λ{k}={float(params[f'lambda_{k}']):.4g}"
-        for k in chosen.split(",") if f"lambda_{k}" in params
+        for k in chosen.split(",")
+        if f"lambda_{k}" in params
     )
     lines = [
         f"best config for {model} on {dataset}: layers={chosen} {lam}".rstrip(),
@@ -166,12 +176,23 @@ def summary(base: str, model: str, dataset: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.quickstart", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=REPO / "search_spaces" / "quickstart.yml",
-                        help="NNI experiment config to run")
-    parser.add_argument("--nni-port", type=int, default=8080,
-                        help="port of NNI's manager (the next free one is used if taken)")
+    parser = argparse.ArgumentParser(
+        prog="python -m service.quickstart",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=REPO / "search_spaces" / "quickstart.yml",
+        help="NNI experiment config to run",
+    )
+    parser.add_argument(
+        "--nni-port",
+        type=int,
+        default=8080,
+        help="port of NNI's manager (the next free one is used if taken)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the search")
     args = parser.parse_args(argv)
     try:
@@ -184,17 +205,23 @@ def main(argv: list[str] | None = None) -> int:
         nni_port = free_port_from("127.0.0.1", args.nni_port)
         started = time.monotonic()
         exp_id = create_experiment(args.config, nni_port)
-        print(f"NNI experiment {exp_id} started; its own UI: http://127.0.0.1:{nni_port}/", flush=True)
+        print(
+            f"NNI experiment {exp_id} started; its own UI: http://127.0.0.1:{nni_port}/", flush=True
+        )
         status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
         print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
         report = http_json(f"{base}/api/sync", method="POST", timeout=120)
         print(f"service synced: {json.dumps(report, default=str)[:300]}", flush=True)
         for line in summary(base, model, dataset):
             print(line)
-        print(f"\nresults UI: {base}/   experiment: {base}/experiments/{exp_id}   "
-              f"model: {base}/models/{model}/{dataset}   API docs: {base}/docs")
-        print(f"NNI's UI stays up at http://127.0.0.1:{nni_port}/ until `nnictl stop {exp_id}`; "
-              "`make stop` ends the service and NNI.")
+        print(
+            f"\nresults UI: {base}/   experiment: {base}/experiments/{exp_id}   "
+            f"model: {base}/models/{model}/{dataset}   API docs: {base}/docs"
+        )
+        print(
+            f"NNI's UI stays up at http://127.0.0.1:{nni_port}/ until `nnictl stop {exp_id}`; "
+            "`make stop` ends the service and NNI."
+        )
         return 0 if status == "DONE" else 1
     except QuickstartError as exc:
         print(f"error: {exc}", file=sys.stderr)

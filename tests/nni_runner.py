@@ -1,4 +1,4 @@
-"""Run a real NNI experiment from a test: ``nnictl create`` in an isolated HOME, wait, inspect, stop.
+"""Run a real NNI experiment from a test: ``nnictl create`` in a temporary HOME, wait, stop.
 
 NNI keeps its registry (``~/nni-experiments/.experiment``) and every experiment's files under HOME,
 so each test run gets a temporary HOME: nothing touches the developer's own experiments.
@@ -67,14 +67,27 @@ class NNIExperiment:
         config_path = self.home / "experiment.yml"
         config_path.write_text(yaml.safe_dump(config))
         out = subprocess.run(
-            [sys.executable, "-m", "nni.tools.nnictl.nnictl", "create", "--config",
-             str(config_path), "--port", str(self.port)],
-            env=nni_env(self.home), capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "nni.tools.nnictl.nnictl",
+                "create",
+                "--config",
+                str(config_path),
+                "--port",
+                str(self.port),
+            ],
+            env=nni_env(self.home),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)  # nnictl colours its output
         match = re.search(r"Experiment ID: (\w+)", text)
         if out.returncode != 0 or not match:
-            raise RuntimeError(f"nnictl create failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+            raise RuntimeError(
+                f"nnictl create failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+            )
         self.id = match.group(1)
 
     def wait(self, timeout: float) -> None:
@@ -100,7 +113,10 @@ class NNIExperiment:
             return
         subprocess.run(
             [sys.executable, "-m", "nni.tools.nnictl.nnictl", "stop", self.id],
-            env=nni_env(self.home), capture_output=True, text=True, timeout=120,
+            env=nni_env(self.home),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         self.stopped = True
 

@@ -3,7 +3,8 @@
 ``digits`` (scikit-learn's bundled 8×8 digits) is the offline default. ``mnist`` and
 ``fashion-mnist`` read the four IDX files (``*.gz`` or plain) from the first place that has them:
 ``<data_root>/<name>/``, torchvision's layout ``<data_root>/<MNIST|FashionMNIST>/raw/``, or Debian's
-``/usr/share/datasets/<name>/`` (package ``dataset-fashion-mnist``). Where none has them, torchvision
+``/usr/share/datasets/<name>/`` (package ``dataset-fashion-mnist``). Where none has them,
+torchvision
 downloads them into the torchvision layout (with a short socket timeout); offline, that fails fast
 and the trial stops with one line that says where to put which files.
 """
@@ -57,8 +58,13 @@ class Splits:
     def to(self, device: torch.device) -> Splits:
         move = lambda t: t.to(device)  # noqa: E731
         return Splits(
-            move(self.train_x), move(self.train_y), move(self.val_x), move(self.val_y),
-            move(self.test_x), move(self.test_y), self.num_classes,
+            move(self.train_x),
+            move(self.train_y),
+            move(self.val_x),
+            move(self.val_y),
+            move(self.test_x),
+            move(self.test_y),
+            self.num_classes,
         )
 
 
@@ -127,7 +133,7 @@ def _idx_path(directory: Path, stem: str) -> Path | None:
 def _split_train_val(
     x: Tensor, y: Tensor, n_val: int, split_seed: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    # A fixed split seed, independent of the training seed: every trial validates on the same images.
+    # A fixed split seed, independent of the training seed: all trials validate on the same images.
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
     val, train = perm[:n_val], perm[n_val:]
     return x[train], y[train], x[val], y[val]
@@ -159,7 +165,9 @@ def digits_csv() -> Path:
         raise TrialError("data set 'digits' needs scikit-learn: pip install scikit-learn")
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
     if not path.is_file():
-        raise TrialError(f"data set 'digits': scikit-learn's {path} is missing; reinstall scikit-learn")
+        raise TrialError(
+            f"data set 'digits': scikit-learn's {path} is missing; reinstall scikit-learn"
+        )
     return path
 
 

@@ -51,7 +51,9 @@ def error_rate(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return 100.0 * wrong / max(len(y), 1)
 
 
-def probe(model: nn.Module, layers: Mapping[int, str], splits: Splits, samples: int) -> dict[int, LayerVariance]:
+def probe(
+    model: nn.Module, layers: Mapping[int, str], splits: Splits, samples: int
+) -> dict[int, LayerVariance]:
     # The first `samples` training images: the split is already shuffled by the split seed, so this
     # is a fixed random subset — the same for every trial of a search, comparable across trials.
     n = min(samples, len(splits.train_x))
@@ -68,7 +70,7 @@ def train_classifier(
     cfg: LoopConfig,
     reporter: Reporter,
 ) -> dict[str, float]:
-    """Train with NSR on ``lambdas`` (layer index -> λ; empty = vanilla) and return the final metrics."""
+    """Train with NSR on ``lambdas`` (layer index -> λ; empty = vanilla); return final metrics."""
     var_init = probe(model, layers, splits, cfg.probe_samples)
     reg = NeuronSteadiness(
         model, {layers[k]: lam for k, lam in lambdas.items()}, splits.num_classes, cfg.queue_batches

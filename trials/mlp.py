@@ -60,7 +60,7 @@ class MLPParams:
 
 
 class MLP(nn.Sequential):
-    """Linear layers ``fc1..fc{L-1}`` with ReLU ``act<i>`` after each hidden one; Xavier-normal init."""
+    """Linear ``fc1..fc{L-1}``, ReLU ``act<i>`` after each hidden one; Xavier-normal init."""
 
     def __init__(self, input_dim: int, hidden: Sequence[int], num_classes: int) -> None:
         modules: list[tuple[str, nn.Module]] = []
@@ -75,7 +75,7 @@ class MLP(nn.Sequential):
                 nn.init.zeros_(m.bias)
 
     def regularizable_layers(self) -> dict[int, str]:
-        """Paper layer index -> module name: hidden outputs are post-ReLU, the last is the logits."""
+        """Paper layer index -> module name: hidden ones post-ReLU, the last one the logits."""
         acts = [name for name, m in self.named_children() if isinstance(m, nn.ReLU)]
         last = [name for name, m in self.named_children() if isinstance(m, nn.Linear)][-1]
         layers = {k: name for k, name in enumerate(acts, start=2)}
@@ -86,8 +86,12 @@ class MLP(nn.Sequential):
 def validate(p: MLPParams) -> None:
     if p.model not in HIDDEN:
         raise TrialError(f"unknown model {p.model!r}; allowed: {', '.join(HIDDEN)}")
-    for name, value, low in (("epochs", p.epochs, 1), ("batch_size", p.batch_size, 1),
-                             ("queue_batches", p.queue_batches, 1), ("probe_samples", p.probe_samples, 1)):
+    for name, value, low in (
+        ("epochs", p.epochs, 1),
+        ("batch_size", p.batch_size, 1),
+        ("queue_batches", p.queue_batches, 1),
+        ("probe_samples", p.probe_samples, 1),
+    ):
         if value < low:
             raise TrialError(f"{name}={value} must be >= {low}")
     if not p.lr > 0:

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -44,14 +45,26 @@ def nsr_penalty(x: Tensor, y: Tensor, class_mean: Tensor, mask: Tensor | None = 
     constant (the paper's estimate of E[X_{n,j}]); mask: (B, N) of 0/1 — which responses count
     (ReLU zeros do not). Mean over the responses that count, so λ has the official code's scale.
     """
-    deviation = x - class_mean.detach()[y]  # (B, N)
+    target = class_mean.detach()[y].to(x.dtype)  # (B, N)
     if mask is None:
-        return deviation.square().mean()  # ()
-    return (deviation.square() * mask).sum() / mask.sum().clamp_min(1.0)  # ()
+        return F.mse_loss(x, target)  # () one fused op: this runs on every training step
+    # Masked responses get themselves as target, so they add 0 and only the count divides.
+    target = torch.where(mask.bool(), target, x.detach())  # (B, N)
+    return F.mse_loss(x, target, reduction="sum") / mask.sum().clamp_min(1.0)  # ()
 
 
 class ClassMeanQueue:
-    """Per-class running sums over the last ``queue_batches`` batches (the paper's Eq. 5-7)."""
+    """Per-class running sums over the last ``queue_batches`` batches (the paper's Eq. 5-7).
+
+    One ring buffer holds, per batch slot m and class j, the response sums s_{m,j} next to the
+    counts c_{m,j} (one count column, or one per neuron when zeros are masked out); the running
+    totals (S_j, C_j) change by "subtract the slot being overwritten, add the new batch": O(batch)
+    per step, a handful of tensor ops, whatever M is.
+    """
+
+    # Float32 totals drift by rounding over tens of thousands of add/subtract pairs; rebuilding
+    # them from the ring now and then (one sum over M slots) keeps them exact to float precision.
+    RESYNC_EVERY = 1000
 
     def __init__(self, num_classes: int, queue_batches: int = 5) -> None:
         if num_classes < 1:
@@ -60,47 +73,52 @@ class ClassMeanQueue:
             raise ValueError(f"queue_batches must be >= 1, got {queue_batches}")
         self.num_classes = num_classes
         self.queue_batches = queue_batches
-        self._counts: Tensor | None = None  # (M, J, N) per-batch counts c_{m,j}
-        self._sums: Tensor | None = None  # (M, J, N) per-batch sums s_{m,j}
-        self._total_count: Tensor | None = None  # (J, N) C_j
-        self._total_sum: Tensor | None = None  # (J, N) S_j
+        self._ring: Tensor | None = None  # (M, J, N + K): sums then counts, K = 1 or N
+        self._total: Tensor | None = None  # (J, N + K): S_j then C_j
+        self._ones: Tensor | None = None  # (B, 1) count column for unmasked layers
+        self._neurons = 0
         self._slot = 0
-
-    def _allocate(self, neurons: int, device: torch.device) -> None:
-        # float64 running totals: 50,000 add/subtract pairs in float32 would drift visibly.
-        shape = (self.queue_batches, self.num_classes, neurons)
-        self._counts = torch.zeros(shape, dtype=torch.float64, device=device)
-        self._sums = torch.zeros(shape, dtype=torch.float64, device=device)
-        self._total_count = torch.zeros(shape[1:], dtype=torch.float64, device=device)
-        self._total_sum = torch.zeros(shape[1:], dtype=torch.float64, device=device)
+        self._steps = 0
 
     def update(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Push one batch (x: (B, N), y: (B,)) and return the class means μ̂ as (J, N), x's dtype."""
-        x = x.detach()
-        if self._sums is None or self._sums.shape[2] != x.shape[1]:
-            self._allocate(x.shape[1], x.device)
-        assert self._counts is not None and self._sums is not None
-        assert self._total_count is not None and self._total_sum is not None
-        x64 = x.to(torch.float64)  # (B, N)
-        new_sum = torch.zeros_like(self._total_sum).index_add_(0, y, x64)  # (J, N)
+        """Push one batch (x: (B, N), y: (B,)) and return the class means μ̂ as (J, N), float32."""
+        x = x.detach().float()  # (B, N); fp16/bf16 sums would lose counts past 2,048
+        neurons = x.shape[1]
         if mask is None:
-            per_class = torch.bincount(y, minlength=self.num_classes).to(torch.float64)  # (J,)
-            new_count = per_class.unsqueeze(1).expand_as(new_sum)  # (J, N)
+            if (
+                self._ones is None
+                or self._ones.shape[0] != x.shape[0]
+                or self._ones.device != x.device
+            ):
+                self._ones = torch.ones(x.shape[0], 1, device=x.device)
+            stats = torch.cat(
+                (x, self._ones), dim=1
+            )  # (B, N + 1); masked zeros add nothing to sums
         else:
-            new_count = torch.zeros_like(new_sum).index_add_(0, y, mask.to(torch.float64))  # (J, N)
-        slot = self._slot
-        self._total_sum += new_sum - self._sums[slot]
-        self._total_count += new_count - self._counts[slot]
-        self._sums[slot] = new_sum
-        self._counts[slot] = new_count
-        self._slot = (slot + 1) % self.queue_batches
-        return (self._total_sum / self._total_count.clamp_min(1.0)).to(x.dtype)  # (J, N)
+            stats = torch.cat((x, mask.float()), dim=1)  # (B, 2N)
+        if self._ring is None or self._ring.shape[2] != stats.shape[1] or self._neurons != neurons:
+            self._ring = torch.zeros(
+                self.queue_batches, self.num_classes, stats.shape[1], device=x.device
+            )
+            self._total = torch.zeros(self._ring.shape[1:], device=x.device)
+            self._neurons = neurons
+        assert self._total is not None
+        slot = self._ring[self._slot]  # (J, N + K), a view
+        self._total.sub_(slot)
+        slot.zero_().index_add_(0, y, stats)  # per-class sums and counts of this batch
+        self._total.add_(slot)
+        self._slot = (self._slot + 1) % self.queue_batches
+        self._steps += 1
+        if self._steps % self.RESYNC_EVERY == 0:
+            torch.sum(self._ring, dim=0, out=self._total)
+        return self._total[:, :neurons] / self._total[:, neurons:].clamp_min(1.0)  # (J, N)
 
     def means(self) -> Tensor:
         """Current class means (J, N); zero for a class with no response in the queue."""
-        if self._total_sum is None or self._total_count is None:
+        if self._total is None:
             raise RuntimeError("the queue is empty: call update() first")
-        return self._total_sum / self._total_count.clamp_min(1.0)
+        n = self._neurons
+        return self._total[:, :n] / self._total[:, n:].clamp_min(1.0)
 
 
 @dataclass(frozen=True)
@@ -129,7 +147,7 @@ class NeuronSteadiness:
 
     ``layers`` maps a module name to its λ (or gives :class:`LayerSpec` for explicit ReLU flags;
     by default a layer counts as ReLU when the hooked module is ``nn.ReLU``). Each layer has its own
-    queue and its own λ. Hooks do nothing while the model is in eval mode, so evaluation costs nothing.
+    queue and its own λ. Hooks do nothing while the model is in eval mode: evaluation costs nothing.
     ``targets_index`` in :meth:`set_targets` selects which rows of a layer's output are labelled
     samples (GNNs: the training nodes among all nodes).
     """

@@ -131,7 +131,9 @@ def parse_layers(spec: str, available: Sequence[int]) -> list[int]:
                 f"use 'none', 'last' or a comma list of {allowed}"
             ) from None
         if k not in available:
-            raise TrialError(f"layers={spec!r}: the model has no layer {k}; its layers are {allowed}")
+            raise TrialError(
+                f"layers={spec!r}: the model has no layer {k}; its layers are {allowed}"
+            )
         if k not in layers:
             layers.append(k)
     return sorted(layers)

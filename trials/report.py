@@ -1,4 +1,4 @@
-"""Reporting a trial: to NNI inside an experiment, to the terminal outside, the same metrics both ways.
+"""Reporting a trial: to NNI inside an experiment, to the terminal outside, the same metrics.
 
 The final dict is the contract with NNI and the results service (DESIGN.md, "NNI contract"):
 ``default`` = best validation error in % (what the tuner minimizes, never the test error),
@@ -26,7 +26,9 @@ class Reporter:
     nni_mode: bool = field(default_factory=running_under_nni)
     started: float = field(default_factory=time.perf_counter)
 
-    def epoch(self, epoch: int, epochs: int, val_error: float, train_loss: float, seconds: float) -> None:
+    def epoch(
+        self, epoch: int, epochs: int, val_error: float, train_loss: float, seconds: float
+    ) -> None:
         if self.nni_mode:
             import nni
 

@@ -18,8 +18,12 @@ from trials.params import TrialError, merge
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "trials.mlp", *args], cwd=REPO, capture_output=True, text=True,
-        timeout=300, env=env,
+        [sys.executable, "-m", "trials.mlp", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 
@@ -51,7 +55,14 @@ def test_main_returns_the_contract_and_nsr_beats_vanilla_on_digits() -> None:
     nsr = main(MLPParams(layers="4", lambda_4=7.4865, **base))
     for result in (vanilla, nsr):
         assert {"default", "test_error", "best_epoch", "epoch_seconds"} <= result.keys()
-        assert {"var_2", "var_3", "var_4", "var_2_init", "var_3_init", "var_4_init"} <= result.keys()
+        assert {
+            "var_2",
+            "var_3",
+            "var_4",
+            "var_2_init",
+            "var_3_init",
+            "var_4_init",
+        } <= result.keys()
         assert 1 <= result["best_epoch"] <= 15
     # NSR on the logits shrinks their intra-class variance relative to vanilla training.
     assert nsr["var_4"] < vanilla["var_4"]

@@ -22,7 +22,8 @@ def _entry(config: dict) -> tuple[object, list[str]]:
 
 def _params_class(module: object) -> type:
     classes = [
-        v for k, v in vars(module).items()
+        v
+        for k, v in vars(module).items()
         if k.endswith("Params") and dataclasses.is_dataclass(v) and v.__module__ == module.__name__
     ]
     assert len(classes) == 1, classes
