@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trials.data import default_data_root
-from trials.graph_data import GRAPH_DATASETS, Graph, load_graph, synthetic_graph
+from trials.graph_data import GRAPH_DATASETS, Graph, import_pyg, load_graph, synthetic_graph
 from trials.nsr import NeuronSteadiness, intra_class_variance
 from trials.params import TrialError, from_cli, param, parse_layers
 from trials.report import Reporter, final_metrics
@@ -68,15 +68,18 @@ class GNN(nn.Module):
         self, kind: str, depth: int, in_dim: int, hidden: int, num_classes: int, dropout: float
     ) -> None:
         super().__init__()
-        from torch_geometric.nn import GCNConv, SAGEConv  # deferred: PyG's import costs ~1 s
+        import_pyg()
+        from torch_geometric.nn import GCNConv, SAGEConv
 
         sizes = [in_dim] + [hidden] * (depth - 1) + [num_classes]
         self.depth = depth
         self.dropout = dropout
         for k in range(1, depth + 1):
             # cached: the graph is fixed (full-batch), so GCN's normalized adjacency is built once.
-            conv = GCNConv(sizes[k - 1], sizes[k], cached=True) if kind == "gcn" else SAGEConv(
-                sizes[k - 1], sizes[k]
+            conv = (
+                GCNConv(sizes[k - 1], sizes[k], cached=True)
+                if kind == "gcn"
+                else SAGEConv(sizes[k - 1], sizes[k])
             )
             self.add_module(f"conv{k}", conv)
             if k < depth:
@@ -103,8 +106,12 @@ def validate(p: GNNParams) -> None:
         raise TrialError(f"unknown model {p.model!r}; allowed: {', '.join(MODELS)}")
     if p.synthetic == 0 and p.dataset not in GRAPH_DATASETS:
         raise TrialError(f"unknown data set {p.dataset!r}; allowed: {', '.join(GRAPH_DATASETS)}")
-    for name, value, low in (("epochs", p.epochs, 1), ("hidden", p.hidden, 1),
-                             ("queue_batches", p.queue_batches, 1), ("synthetic", p.synthetic, 0)):
+    for name, value, low in (
+        ("epochs", p.epochs, 1),
+        ("hidden", p.hidden, 1),
+        ("queue_batches", p.queue_batches, 1),
+        ("synthetic", p.synthetic, 0),
+    ):
         if value < low:
             raise TrialError(f"{name}={value} must be >= {low}")
     if 0 < p.synthetic < 20:

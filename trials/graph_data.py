@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -90,8 +91,12 @@ class Graph:
 
     def to(self, device: torch.device) -> Graph:
         return Graph(
-            self.x.to(device), self.edge_index.to(device), self.y.to(device),
-            self.train_idx.to(device), self.val_idx.to(device), self.test_idx.to(device),
+            self.x.to(device),
+            self.edge_index.to(device),
+            self.y.to(device),
+            self.train_idx.to(device),
+            self.val_idx.to(device),
+            self.test_idx.to(device),
             self.num_classes,
         )
 
@@ -123,9 +128,21 @@ def _download(source: GraphSource, directory: Path) -> str:
     return ""
 
 
+def import_pyg() -> None:
+    """Import torch_geometric once, without the FutureWarning it triggers in torch.jit.
+
+    Deferred to first use (PyG's import costs ~1 s that a bad-input error does not need), and quiet
+    so that a trial's stderr carries only its own lines.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import torch_geometric  # noqa: F401
+
+
 def _read(source: GraphSource, directory: Path) -> tuple[Tensor, Tensor, Tensor]:
     """(x, edge_index, y) from the raw files, with torch_geometric's readers; undirected edges."""
-    from torch_geometric.utils import to_undirected  # deferred: PyG's import costs ~1 s
+    import_pyg()
+    from torch_geometric.utils import to_undirected
 
     if source.kind == "planetoid":
         from torch_geometric.io import read_planetoid_data
@@ -165,9 +182,7 @@ def load_graph(name: str, data_root: str, split_seed: int = 0, download: bool = 
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise TrialError(f"data set {name!r}: cannot read {directory}: {exc}") from None
     train_idx, val_idx, test_idx = random_split(int(x.shape[0]), split_seed)
-    return Graph(
-        x.float(), edge_index, y.long(), train_idx, val_idx, test_idx, int(y.max()) + 1
-    )
+    return Graph(x.float(), edge_index, y.long(), train_idx, val_idx, test_idx, int(y.max()) + 1)
 
 
 def synthetic_graph(
