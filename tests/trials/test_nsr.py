@@ -194,5 +194,5 @@ def test_queue_stays_exact_over_many_steps() -> None:
         seen = [*seen[-4:], (x, y)]
         got = queue.update(x, y)
     torch.testing.assert_close(
-        got.double(), _exact_means(seen, 10, mask=False), rtol=1e-6, atol=1e-5
+        got.double(), _exact_means(seen, 10, mask=False), rtol=1e-5, atol=1e-4
     )
