@@ -50,8 +50,13 @@ class ImageSplits:
     def to(self, device: torch.device) -> ImageSplits:
         move = lambda t: t.to(device)  # noqa: E731
         return ImageSplits(
-            move(self.train_x), move(self.train_y), move(self.val_x), move(self.val_y),
-            move(self.test_x), move(self.test_y), self.num_classes,
+            move(self.train_x),
+            move(self.train_y),
+            move(self.val_x),
+            move(self.val_y),
+            move(self.test_x),
+            move(self.test_y),
+            self.num_classes,
         )
 
 
@@ -117,8 +122,13 @@ def synthetic_cifar(n: int, seed: int = 0, num_classes: int = 10) -> ImageSplits
     n_val = n_test = max(n // 5, 1)
     n_train = n - n_val - n_test
     return ImageSplits(
-        x[:n_train], y[:n_train], x[n_train : n_train + n_val], y[n_train : n_train + n_val],
-        x[n_train + n_val :], y[n_train + n_val :], num_classes,
+        x[:n_train],
+        y[:n_train],
+        x[n_train : n_train + n_val],
+        y[n_train : n_train + n_val],
+        x[n_train + n_val :],
+        y[n_train + n_val :],
+        num_classes,
     )
 
 

@@ -59,10 +59,16 @@ class CNNParams:
     split_seed: int = param(0, "seed of the fixed 45,000 / 5,000 train/validation split")
     probe_samples: int = param(5_000, "training images used to measure intra-class variance")
     eval_batch: int = param(500, "batch size for evaluation and the variance probe")
-    max_batches: int = param(0, "smoke runs: at most N batches per epoch and N*batch_size "
-                                "images for validation, test and probe; 0 = no limit")
-    synthetic: int = param(0, "N > 0: N random CIFAR-shaped images with random labels instead of "
-                              "CIFAR-10 (tests and benchmarks only; errors are meaningless)")
+    max_batches: int = param(
+        0,
+        "smoke runs: at most N batches per epoch and N*batch_size "
+        "images for validation, test and probe; 0 = no limit",
+    )
+    synthetic: int = param(
+        0,
+        "N > 0: N random CIFAR-shaped images with random labels instead of "
+        "CIFAR-10 (tests and benchmarks only; errors are meaningless)",
+    )
     data_root: str = param(default_data_root(), "directory holding cifar-10-batches-py/")
     download: bool = param(True, "download CIFAR-10 through torchvision when missing")
     device: str = param("auto", "cpu, cuda or auto")
@@ -70,8 +76,9 @@ class CNNParams:
     threads: int = param(0, "torch CPU threads; 0 = torch's default")
 
 
-def layer_ids(model: str) -> list[int]:
-    return list(CNN_LAYERS[model])
+def layer_indices(p: CNNParams) -> list[int]:
+    """The model's regularizable layers: 1-4 (ResNet-18 stages) or 1-5 (VGG-19), then the logits."""
+    return list(CNN_LAYERS[p.model])
 
 
 def validate(p: CNNParams) -> None:
@@ -80,9 +87,13 @@ def validate(p: CNNParams) -> None:
     if p.synthetic == 0 and p.dataset not in DATASETS:
         raise TrialError(f"unknown data set {p.dataset!r}; allowed: {', '.join(DATASETS)}")
     for name, value, low in (
-        ("epochs", p.epochs, 1), ("batch_size", p.batch_size, 1), ("eval_batch", p.eval_batch, 1),
-        ("queue_batches", p.queue_batches, 1), ("probe_samples", p.probe_samples, 1),
-        ("max_batches", p.max_batches, 0), ("synthetic", p.synthetic, 0),
+        ("epochs", p.epochs, 1),
+        ("batch_size", p.batch_size, 1),
+        ("eval_batch", p.eval_batch, 1),
+        ("queue_batches", p.queue_batches, 1),
+        ("probe_samples", p.probe_samples, 1),
+        ("max_batches", p.max_batches, 0),
+        ("synthetic", p.synthetic, 0),
     ):
         if value < low:
             raise TrialError(f"{name}={value} must be >= {low}")
@@ -234,7 +245,12 @@ def train_cnn(
     model.load_state_dict(best_state)
     test_error = image_error(model, splits.test_x, splits.test_y, p.eval_batch, limit, autocast)
     return final_metrics(
-        best_val, test_error, best_epoch, train_seconds / p.epochs, var_init, var_end,
+        best_val,
+        test_error,
+        best_epoch,
+        train_seconds / p.epochs,
+        var_init,
+        var_end,
         {"images_per_second": images / max(train_seconds, 1e-9)},
     )
 
@@ -242,7 +258,7 @@ def train_cnn(
 def main(p: CNNParams) -> dict[str, float]:
     """Train one CNN as ``p`` says and return the final metrics (also reported to NNI)."""
     validate(p)
-    chosen = parse_layers(p.layers, layer_ids(p.model))
+    chosen = parse_layers(p.layers, layer_indices(p))
     lambdas = {k: float(getattr(p, f"lambda_{k}")) for k in chosen}
     for k, lam in lambdas.items():
         if not lam > 0:

@@ -56,9 +56,9 @@ class GNNParams:
     threads: int = param(0, "torch CPU threads; 0 = torch's default")
 
 
-def layer_ids(model: str) -> list[int]:
-    """The regularizable layers of a model name: 1..L."""
-    return list(range(1, MODELS[model][1] + 1))
+def layer_indices(p: GNNParams) -> list[int]:
+    """The model's regularizable layers: 1 .. L for L graph convolutions."""
+    return list(range(1, MODELS[p.model][1] + 1))
 
 
 class GNN(nn.Module):
@@ -183,7 +183,7 @@ def main(p: GNNParams, graph: Graph | None = None) -> dict[str, float]:
     """
     validate(p)
     kind, depth = MODELS[p.model]
-    chosen = parse_layers(p.layers, layer_ids(p.model))
+    chosen = parse_layers(p.layers, layer_indices(p))
     lambdas = {k: float(getattr(p, f"lambda_{k}")) for k in chosen}
     for k, lam in lambdas.items():
         if not lam > 0:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from trials.cifar import CIFAR_DIR, augment, load_cifar10
-from trials.cnn import CNNParams, cli, layer_ids, main, prepare_model
+from trials.cnn import CNNParams, cli, layer_indices, main, prepare_model
 from trials.nsr import NeuronSteadiness
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,9 +26,10 @@ SMOKE = CNNParams(
 
 @pytest.mark.parametrize(("model", "logits"), [("resnet18", 5), ("vgg19", 6)])
 def test_two_batches_of_each_cnn_report_every_layer(model, logits) -> None:
-    metrics = main(dataclasses.replace(SMOKE, model=model, layers=f"1,{logits}"))
-    assert layer_ids(model)[-1] == logits
-    for k in layer_ids(model):
+    params = dataclasses.replace(SMOKE, model=model, layers=f"1,{logits}")
+    metrics = main(params)
+    assert layer_indices(params)[-1] == logits
+    for k in layer_indices(params):
         assert metrics[f"var_{k}"] > 0 and metrics[f"var_{k}_init"] > 0
     assert f"var_{logits + 1}" not in metrics
     assert 0.0 <= metrics["default"] <= 100.0 and metrics["best_epoch"] == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trials.gnn import MODELS, GNNParams, cli, layer_ids, main
+from trials.gnn import MODELS, GNNParams, cli, layer_indices, main
 from trials.graph_data import load_graph, random_split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,14 +21,15 @@ FAST = GNNParams(synthetic=200, epochs=30, device="cpu", threads=1)
 
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_model_learns_the_synthetic_graph_and_reports_every_layer(model) -> None:
-    metrics = main(dataclasses.replace(FAST, model=model, layers="1", lambda_1=1.0))
+    params = dataclasses.replace(FAST, model=model, layers="1", lambda_1=1.0)
+    metrics = main(params)
     # 4 classes: chance is 75 % error; the graph's features and edges carry the class.
     assert metrics["default"] < 50.0
     assert 0.0 <= metrics["test_error"] <= 100.0
     assert 1 <= metrics["best_epoch"] <= 30
-    for k in layer_ids(model):
+    for k in layer_indices(params):
         assert metrics[f"var_{k}"] > 0 and metrics[f"var_{k}_init"] > 0
-    assert f"var_{max(layer_ids(model)) + 1}" not in metrics
+    assert f"var_{max(layer_indices(params)) + 1}" not in metrics
 
 
 def test_nsr_on_layer_1_lowers_that_layers_intra_class_variance() -> None:

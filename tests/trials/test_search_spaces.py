@@ -35,6 +35,20 @@ def test_there_are_search_spaces_for_every_mlp() -> None:
     assert {"quickstart", "mlp3", "mlp4", "mlp6", "mlp8", "mlp10"} <= names
 
 
+def test_there_are_search_spaces_for_every_cnn_and_gnn() -> None:
+    names = {p.stem for p in SPACES}
+    cnns = {"resnet18", "vgg19"}
+    gnns = {f"{kind}{depth}" for kind in ("gcn", "sage") for depth in (2, 3, 4)}
+    assert cnns | gnns <= names
+    for name in cnns | gnns:
+        config = yaml.safe_load((REPO / "search_spaces" / f"{name}.yml").read_text())
+        argv = shlex.split(config["trialCommand"])
+        # Each file searches the model its name says, with the paper's default layer among choices.
+        assert argv[argv.index("--model") + 1] == name
+        default = "1" if name in gnns else {"resnet18": "5", "vgg19": "6"}[name]
+        assert default in config["searchSpace"]["layers"]["_value"]
+
+
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
 def test_keys_are_trial_parameters(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
