@@ -29,7 +29,7 @@ def nni_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExpe
         exp.stop()
 
 
-# ------------------------------------------------------------------ databases: SQLite and PostgreSQL
+# ------------------------------------------------------------ databases: SQLite and PostgreSQL
 # The storage and service suites run on both back ends. PostgreSQL comes from
 # NSR_TEST_POSTGRES_URL (`.ci/run` starts a throwaway cluster: `.ci/postgres-start`); each test gets
 # a fresh database in it, created from template0 and dropped afterwards.

@@ -18,8 +18,8 @@ def synthetic_nni_dir(tmp_path):
 
 
 @pytest.fixture
-def settings(tmp_path, synthetic_nni_dir):
-    return Settings(database_url=f"sqlite:///{tmp_path / 'service.sqlite'}",
+def settings(db_url, synthetic_nni_dir):
+    return Settings(database_url=db_url,
                     nni_dir=synthetic_nni_dir, sync_interval=0)  # fmt: skip
 
 

@@ -125,7 +125,10 @@ def test_sync_needs_the_token_when_one_is_configured(settings):
         assert c.get("/api/experiments").status_code == 200  # reads stay open
 
 
-def test_database_outage_is_503(tmp_path, settings):
+def test_database_outage_is_503(tmp_path, synthetic_nni_dir):
+    # SQLite only: the outage is made by turning the database file into a directory.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'service.sqlite'}",
+                        nni_dir=synthetic_nni_dir, sync_interval=0)  # fmt: skip
     app = create_app(settings)
     with TestClient(app) as c:
         app.state.db.engine.dispose()

@@ -6,8 +6,9 @@ from storage.db import Database
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'nsr.sqlite'}")
+def db(db_url):
+    """A migrated, empty database: SQLite and PostgreSQL (``db_url`` is parametrized)."""
+    database = Database(db_url)
     database.migrate()
     yield database
     database.dispose()
