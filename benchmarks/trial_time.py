@@ -1,0 +1,117 @@
+"""Wall time of one full MLP-4 trial (target ≤ 90 s on 2 cores) and NNI's per-trial overhead.
+
+1. ``python -m trials.mlp`` on Fashion-MNIST, 100 epochs, NSR on the logits (λ = 7.4865, the
+   official code's), timed from process start to exit: data loading, training, per-epoch
+   validation, the variance probes and the test evaluation all included.
+2. A real NNI experiment (local training service, one trial at a time, 1-epoch digits trials):
+   per trial, the time from NNI's trial start to its first reported epoch, beside the same span
+   measured for the same command run by hand, so NNI's own share is visible.
+
+    python benchmarks/trial_time.py [--epochs 100] [--nni-trials 4] [--skip-full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from nni_runner import NNIExperiment, free_port, tiny_config  # noqa: E402
+
+TRIAL = [sys.executable, "-m", "trials.mlp"]
+
+
+def full_trial(epochs: int) -> None:
+    cmd = [*TRIAL, "--model", "mlp4", "--dataset", "fashion-mnist", "--layers", "4",
+           "--lambda-4", "7.4865", "--epochs", str(epochs), "--seed", "0"]
+    print("full trial:", " ".join(cmd[1:]), flush=True)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(f"trial failed: {out.stderr.strip().splitlines()[-1:]}")
+    final = json.loads(out.stdout)
+    per_epoch = final["epoch_seconds"]
+    print(f"  wall time {wall:.1f} s for {epochs} epochs (train {per_epoch:.2f} s/epoch, "
+          f"{epochs * per_epoch:.1f} s training, {wall - epochs * per_epoch:.1f} s start-up, "
+          f"evaluation and probes)")
+    print(f"  best val error {final['default']:.2f} % (epoch {final['best_epoch']}), "
+          f"test error {final['test_error']:.2f} %")
+    scaled = wall * 100 / epochs
+    print(f"  100-epoch wall time{' (extrapolated)' if epochs != 100 else ''}: {scaled:.1f} s"
+          f"   target <= 90 s: {'PASS' if scaled <= 90 else 'FAIL'}", flush=True)
+
+
+def by_hand_to_first_epoch(command: str) -> float:
+    """Process start to the first 'epoch' line on stderr, for the trial command run by hand."""
+    argv = [sys.executable, *command.split()[1:]]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True)
+    assert proc.stderr is not None
+    first = float("nan")
+    for line in proc.stderr:
+        if line.startswith("epoch") and first != first:
+            first = time.perf_counter() - t0
+    proc.wait()
+    return first
+
+
+def nni_overhead(trials: int) -> None:
+    config = tiny_config(max_trials=trials, epochs=1, concurrency=1)
+    with tempfile.TemporaryDirectory() as home:
+        exp = NNIExperiment(home=Path(home), port=free_port())
+        t0 = time.perf_counter()
+        exp.create(config)
+        try:
+            exp.wait(timeout=600)
+        finally:
+            exp.stop()
+        total = time.perf_counter() - t0
+    first_metric: dict[str, int] = {}
+    for m in exp.metrics:
+        if m["type"] == "PERIODICAL":
+            tid = m["trialJobId"]
+            first_metric[tid] = min(first_metric.get(tid, 1 << 62), int(m["timestamp"]))
+    spans = [(first_metric[t["trialJobId"]] - t["startTime"]) / 1000 for t in exp.trials
+             if t["trialJobId"] in first_metric]
+    ends = sorted(t["endTime"] for t in exp.trials)
+    starts = sorted(t["startTime"] for t in exp.trials)
+    gaps = [(s - e) / 1000 for e, s in zip(ends[:-1], starts[1:], strict=True)]
+    hand = [by_hand_to_first_epoch(config["trialCommand"]) for _ in range(2)]
+    print(f"NNI per-trial overhead ({len(spans)} trials, one at a time, 1-epoch digits MLP-4):")
+    print(f"  trial start -> first epoch reported: median {statistics.median(spans):.2f} s "
+          f"(min {min(spans):.2f}, max {max(spans):.2f})")
+    print(f"  same command by hand, process start -> first epoch: median "
+          f"{statistics.median(hand):.2f} s  => NNI's own share ~"
+          f"{statistics.median(spans) - statistics.median(hand):.2f} s")
+    if gaps:
+        print(f"  idle gap between one trial's end and the next one's start: median "
+              f"{statistics.median(gaps):.2f} s")
+    print(f"  whole experiment: {total:.1f} s for {trials} trials", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=100, help="epochs of the full trial")
+    parser.add_argument("--nni-trials", type=int, default=4, help="trials in the NNI experiment")
+    parser.add_argument("--skip-full", action="store_true", help="only measure NNI's overhead")
+    parser.add_argument("--skip-nni", action="store_true", help="only time the full trial")
+    args = parser.parse_args()
+    if not args.skip_full:
+        full_trial(args.epochs)
+    if not args.skip_nni:
+        nni_overhead(args.nni_trials)
+
+
+if __name__ == "__main__":
+    main()
