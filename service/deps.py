@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.cache import ResponseCache
@@ -32,15 +33,37 @@ def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
         yield session
 
 
+# Declared as a security scheme so /docs shows "Authorize" and the OpenAPI names the writes.
+bearer = HTTPBearer(
+    auto_error=False,
+    description="NSR_API_TOKEN; needed by the endpoints that write when the service has one",
+)
+
+
 def require_token(
     settings: Annotated[Settings, Depends(get_settings)],
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> None:
+    """Writes (sync, import, delete) need ``Authorization: Bearer <NSR_API_TOKEN>`` when a token
+    is configured; without one the service trusts whoever can reach it (127.0.0.1 by default)."""
     if settings.api_token is None:
         return
-    expected = f"Bearer {settings.api_token.get_secret_value()}"
-    if authorization is None or not hmac.compare_digest(authorization, expected):
-        raise HTTPException(401, "this action needs the header 'Authorization: Bearer <token>'")
+    if credentials is None:
+        raise HTTPException(
+            401,
+            "this endpoint writes and needs the header 'Authorization: Bearer <token>' "
+            "(the token is the service's NSR_API_TOKEN)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    # Bytes, not str: compare_digest rejects non-ASCII str, and a header may hold any latin-1.
+    given = credentials.credentials.encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, settings.api_token.get_secret_value().encode()):
+        raise HTTPException(
+            401,
+            "invalid token for this write: use 'Authorization: Bearer <token>' with the "
+            "service's NSR_API_TOKEN",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -48,3 +71,7 @@ DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CacheDep = Annotated[ResponseCache, Depends(get_cache)]
 WriteAccess = Depends(require_token)
+# For the OpenAPI of every writing route: what a missing or wrong token returns.
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "NSR_API_TOKEN is set and the bearer token is missing or wrong"}
+}

@@ -39,5 +39,8 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="seconds between background syncs; 0 turns it off"
     )
     api_token: SecretStr | None = Field(
-        default=None, description="when set, writes (POST /api/sync) need 'Bearer <token>'"
+        default=None,
+        description="when set, every write (POST /api/sync, POST /api/import, "
+        "DELETE /api/experiments/<id>) needs 'Authorization: Bearer <token>'",
     )
+    max_import_mb: int = Field(default=1024, ge=1, description="largest nni.sqlite upload")

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from storage.errors import NotFound
 from storage.models import DataVersion, Experiment, Trial, TrialLayer
 from storage.nni_reader import RawExperiment
 from storage.parse import parse_experiment
@@ -114,3 +115,19 @@ def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
         conn.execute(update(DataVersion).where(DataVersion.id == 1).values(
             version=DataVersion.version + 1))  # fmt: skip
     return result
+
+
+def delete_experiment(session: Session, nni_id: str) -> int:
+    """Delete a stored experiment with its trials and layer rows (foreign keys cascade); returns
+    how many trials went. NNI's own files are untouched, so a sync that still finds the
+    experiment in NNI's registry ingests it again."""
+    exp_id = session.scalar(select(Experiment.id).where(Experiment.nni_id == nni_id))
+    if exp_id is None:
+        raise NotFound(f"experiment {nni_id!r} is not in the database")
+    n_trials = session.scalar(
+        select(func.count()).select_from(Trial).where(Trial.experiment_id == exp_id)
+    )
+    session.execute(delete(Experiment).where(Experiment.id == exp_id))
+    session.execute(update(DataVersion).where(DataVersion.id == 1).values(
+        version=DataVersion.version + 1))  # fmt: skip
+    return int(n_trials or 0)

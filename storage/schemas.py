@@ -154,3 +154,10 @@ class SyncReport(BaseModel):
     unchanged: int
     errors: list[str]
     seconds: float
+
+
+class ImportReport(BaseModel):
+    experiment: str = Field(description="NNI experiment id read from the uploaded nni.sqlite")
+    inserted: int
+    updated: int
+    unchanged: int

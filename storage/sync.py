@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from storage.db import Database
-from storage.errors import StorageError
+from storage.errors import InvalidValue, SourceError, StorageError
 from storage.ingest import IngestResult, current_stamp, ingest_experiment
 from storage.nni_reader import (
     RegistryEntry,
@@ -78,6 +78,20 @@ def sync_all(db: Database, nni_dir: Path) -> SyncReport:
 def ingest_sqlite_file(db: Database, path: Path) -> IngestResult:
     """Ingest one nni.sqlite given by path (no registry needed), e.g. an archived experiment."""
     raw = read_sqlite(Path(path))
+    raw.status = "STOPPED"
+    with db.session_scope() as s:
+        return ingest_experiment(s, raw)
+
+
+def import_nni_sqlite(db: Database, path: Path) -> IngestResult:
+    """Ingest a file that claims to be an NNI experiment database (an upload): unlike
+    ``ingest_sqlite_file`` it must name its experiment itself, since its path says nothing."""
+    try:
+        raw = read_sqlite(Path(path))
+    except SourceError as exc:
+        raise InvalidValue(f"not a readable NNI experiment database: {exc}") from exc
+    if not raw.config or raw.nni_id == Path(path).parent.parent.name:
+        raise InvalidValue("not an NNI experiment database: it has no ExperimentProfile")
     raw.status = "STOPPED"
     with db.session_scope() as s:
         return ingest_experiment(s, raw)

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from service.api.params import Dataset, Layers, Limit, Model, Offset, Status
-from service.deps import SessionDep
-from storage import queries
+from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, WriteAccess
+from storage import ingest, queries
 from storage.queries import TrialSort
 from storage.schemas import (
     ExperimentDetail,
@@ -58,3 +58,22 @@ def list_experiment_trials(
 @router.get("/{nni_id}/trials/{trial_job_id}", response_model=TrialDetail)
 def get_trial(session: SessionDep, nni_id: str, trial_job_id: str) -> TrialDetail:
     return queries.get_trial(session, nni_id, trial_job_id)
+
+
+@router.delete(
+    "/{nni_id}",
+    status_code=204,
+    response_class=Response,
+    dependencies=[WriteAccess],
+    responses={**WRITE_RESPONSES, 404: {"description": "no such experiment"}},
+)
+def delete_experiment(
+    db: DbDep, cache: CacheDep, nni_id: Annotated[str, Path(max_length=64)]
+) -> Response:
+    """Remove an experiment and its trials from the database (NNI's files are not touched: a
+    sync that still finds it in NNI's registry brings it back)."""
+    # Its own transaction, committed before the 204 goes out: the client may read at once.
+    with db.session_scope() as session:
+        ingest.delete_experiment(session, nni_id)
+    cache.invalidate()
+    return Response(status_code=204)
