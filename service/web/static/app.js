@@ -31,8 +31,8 @@ function experimentPlots(data) {
     x: p.lam, y: p.val_error, text: p.text, mode: "markers", type: "scatter", name: "layer " + layer,
   }));
   Plotly.newPlot("plot-lambda", lam, {
-    title: "Validation error vs λ", xaxis: { type: "log", title: "λ (log)" },
-    yaxis: { title: "validation error %" }, margin: { t: 40 },
+    title: { text: "Validation error vs λ" }, xaxis: { type: "log", title: { text: "λ (log)" } },
+    yaxis: { title: { text: "validation error %" } }, margin: { t: 40 },
   }, { responsive: true });
   const variance = [];
   for (const [family, s] of Object.entries(data.variance)) {
@@ -41,16 +41,16 @@ function experimentPlots(data) {
   const init = Object.values(data.variance)[0];
   if (init) variance.push({ x: init.layer, y: init.var_init, type: "box", name: "at init" });
   Plotly.newPlot("plot-variance", variance, {
-    title: "Intra-class variance per layer", boxmode: "group",
-    xaxis: { title: "layer", type: "category" }, yaxis: { title: "variance" }, margin: { t: 40 },
+    title: { text: "Intra-class variance per layer" }, boxmode: "group",
+    xaxis: { title: { text: "layer" }, type: "category" }, yaxis: { title: { text: "variance" } }, margin: { t: 40 },
   }, { responsive: true });
   const curves = data.curves.map((c) => ({
     x: c.curve.map((_, i) => i + 1), y: c.curve, mode: "lines+markers", type: "scatter",
     name: c.trial + " (layers " + c.layers + ")",
   }));
   Plotly.newPlot("plot-curves", curves, {
-    title: "Validation error per epoch, best trials",
-    xaxis: { title: "epoch" }, yaxis: { title: "validation error %" }, margin: { t: 40 },
+    title: { text: "Validation error per epoch, best trials" },
+    xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: "validation error %" } }, margin: { t: 40 },
   }, { responsive: true });
 }
 
@@ -62,9 +62,9 @@ function recommendationPlot(rec) {
     { ...v, type: "bar", name: "mean variance (vanilla)" },
     { ...e, type: "scatter", mode: "markers", marker: { size: 12 }, name: "best val error %", yaxis: "y2" },
   ], {
-    title: "Variance (paper's rule) and achieved error per layer",
-    yaxis: { title: "intra-class variance" },
-    yaxis2: { title: "val error %", overlaying: "y", side: "right" }, margin: { t: 40 },
+    title: { text: "Variance (paper's rule) and achieved error per layer" },
+    yaxis: { title: { text: "intra-class variance" } },
+    yaxis2: { title: { text: "val error %" }, overlaying: "y", side: "right" }, margin: { t: 40 }, legend: { orientation: "h", y: -0.15 },
   }, { responsive: true });
 }
 
