@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         from service.app import create_app
 
         app = create_app(settings)
+        if settings.open_to_network:
+            print(f"warning: listening on {settings.host} without NSR_API_TOKEN: anyone who can "
+                  "reach this port may sync, import and delete", file=sys.stderr)  # fmt: skip
         print(f"nsr-search service on http://{settings.host}:{settings.port}/", flush=True)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
         return 0

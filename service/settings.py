@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,3 +44,16 @@ class Settings(BaseSettings):
         "DELETE /api/experiments/<id>) needs 'Authorization: Bearer <token>'",
     )
     max_import_mb: int = Field(default=1024, ge=1, description="largest nni.sqlite upload")
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_no_token(cls, value: object) -> object:
+        # `NSR_API_TOKEN=` in an env file means "unset", not "the empty string is the token".
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return value
+
+    @property
+    def open_to_network(self) -> bool:
+        """Bound beyond loopback without a write token: anyone who can reach it may write."""
+        return self.api_token is None and self.host not in {"127.0.0.1", "localhost", "::1"}

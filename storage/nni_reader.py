@@ -94,8 +94,13 @@ def read_registry(nni_dir: Path) -> list[RegistryEntry]:
 
 
 def experiment_db_path(entry: RegistryEntry, nni_dir: Path) -> Path:
-    """``<logDir>/<id>/db/nni.sqlite``; logDir defaults to the NNI directory itself."""
-    base = Path(entry.log_dir) if entry.log_dir else Path(nni_dir)
+    """``<logDir>/<id>/db/nni.sqlite``; logDir defaults to the NNI directory itself. A logDir
+    that does not exist here falls back to the NNI directory: the registry holds the paths of the
+    machine that ran NNI, which differ where the directory is mounted elsewhere (a container)."""
+    if entry.log_dir and (Path(entry.log_dir) / entry.nni_id).exists():
+        base = Path(entry.log_dir)
+    else:
+        base = Path(nni_dir)
     return base / entry.nni_id / "db" / "nni.sqlite"
 
 

@@ -113,3 +113,10 @@ def test_without_a_token_writes_are_open_and_bind_is_loopback(client, tmp_path):
     # No NSR_API_TOKEN: the service trusts whoever can reach it, which is why it binds 127.0.0.1.
     assert Settings(_env_file=None).host == "127.0.0.1"
     assert client.delete("/api/experiments/expC").status_code == 204
+
+
+def test_empty_token_means_no_token_and_network_bind_without_token_is_flagged():
+    assert Settings(_env_file=None, api_token="").api_token is None
+    assert not Settings(_env_file=None).open_to_network  # 127.0.0.1
+    assert Settings(_env_file=None, host="0.0.0.0").open_to_network
+    assert not Settings(_env_file=None, host="0.0.0.0", api_token="t").open_to_network
