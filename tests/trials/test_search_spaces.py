@@ -80,10 +80,32 @@ def test_layers_exist_in_the_model(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
-def test_nni_accepts_the_config(path: Path) -> None:
+def test_nni_accepts_the_config(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from nni.experiment.config import ExperimentConfig
 
+    # NNI checks that a remote machine's sshKeyFile (~/.ssh/id_rsa) exists: a HOME with one.
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa").write_text("placeholder key\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
     # ExperimentConfig.load is what nnictl create uses: it resolves paths against the YAML's folder.
     config = ExperimentConfig.load(str(path))
     config.validate()
     assert Path(config.canonical_copy().trial_code_directory).resolve() == REPO
+
+
+def test_remote_search_is_mlp4_on_several_machines() -> None:
+    """mlp4-remote.yml is mlp4.yml's search on NNI's remote training service."""
+    from nni.experiment.config import ExperimentConfig
+
+    remote = yaml.safe_load((REPO / "search_spaces" / "mlp4-remote.yml").read_text())
+    local = yaml.safe_load((REPO / "search_spaces" / "mlp4.yml").read_text())
+    assert remote["searchSpace"] == local["searchSpace"]
+    assert remote["trialCommand"] == local["trialCommand"]
+    ts = ExperimentConfig.load(str(REPO / "search_spaces" / "mlp4-remote.yml")).training_service
+    assert ts.platform == "remote" and len(ts.machine_list) >= 2
+    assert all(m.python_path and m.user for m in ts.machine_list)
+    # NNI uploads the code directory: the virtual environment and the tests must not go with it.
+    ignored = (REPO / ".nniignore").read_text().split()
+    assert ".venv/" in ignored and ".git/" in ignored
