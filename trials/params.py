@@ -82,7 +82,7 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     types_ = field_types(cls)
     for f in dataclasses.fields(cls):
