@@ -45,13 +45,15 @@ SORT_COLUMNS = {
     "status": Trial.status,
 }
 MAX_LIMIT = 1000
+# Offsets must fit the drivers' integers (a larger one overflowed SQLite's into a 500).
+MAX_OFFSET = 2**31 - 1
 
 
 def _check_page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidValue(f"limit={limit} is out of range: allowed 1..{MAX_LIMIT}")
-    if offset < 0:
-        raise InvalidValue(f"offset={offset} is out of range: allowed >= 0")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidValue(f"offset={offset} is out of range: allowed 0..{MAX_OFFSET}")
 
 
 def data_version(session: Session) -> int:

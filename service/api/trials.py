@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -69,7 +70,10 @@ def export_trials_csv(
                 buf.truncate()
         yield buf.getvalue()
 
-    name = f"trials-{experiment or model or 'all'}.csv"
+    # Header values must be latin-1 and quote-free: any other character of a user-given filter
+    # made this a 500 (found by schemathesis), so the file name keeps only safe characters.
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", experiment or model or "all")
+    name = f"trials-{stem}.csv"
     return StreamingResponse(
         lines(),
         media_type="text/csv",
