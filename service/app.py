@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import errors
+from service import docs, errors
 from service.api import router as api_router
 from service.cache import ResponseCache
 from service.settings import Settings
@@ -43,6 +43,9 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
         "vanilla vs NSR.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs is served from local assets (service.docs); ReDoc would need a CDN, so it is off.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -50,5 +53,6 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
     app.state.cache = cache
     errors.install(app)
     app.include_router(api_router)
+    docs.install(app)
     mount_web(app)
     return app

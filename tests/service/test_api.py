@@ -166,3 +166,18 @@ def test_cached_answers_follow_new_data(client, synthetic_nni_dir):
     after = client.get("/api/models/mlp4/digits/best-config").json()
     assert after["trial"]["experiment"] == "expD" and after["trial"]["val_error"] == 0.5
     assert after["n_trials"] == before["n_trials"] + 1
+
+
+def test_docs_work_offline(client):
+    """/docs references only this server's assets (no CDN), and they are served."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert urls and all(u.startswith("/") for u in urls), urls
+    assert "cdn" not in page.text.lower()
+    for url in urls:
+        r = client.get(url)
+        assert r.status_code == 200 and len(r.content) > 500, url
+    assert client.get("/redoc").status_code == 404  # ReDoc needs a CDN: off
