@@ -13,6 +13,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from storage.nni_reader import RawExperiment, RawTrial
 
 _VAR_KEY = re.compile(r"^var_(\d+)(_init)?$")
@@ -107,15 +109,27 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+_DIGEST_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def _digest(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(text.encode()).hexdigest()
+    # orjson: the fingerprints serialize every trial (its whole curve included), and
+    # json.dumps(sort_keys=True) was the largest single cost of the ingest.
+    try:
+        data = orjson.dumps(obj, option=_DIGEST_OPTS, default=str)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an int beyond 64 bits
+        data = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha1(data).hexdigest()
 
 
-def effective_parameters(params: dict[str, Any]) -> dict[str, Any]:
+def effective_parameters(
+    params: dict[str, Any], layer_idx: list[int] | None | bool = False
+) -> dict[str, Any]:
     """Parameters without ``seed`` and without the λ of layers that are not regularized (they
-    have no effect): what identifies a configuration across seeds."""
-    layer_idx = parse_layers(params.get("layers"))[1]
+    have no effect): what identifies a configuration across seeds. ``layer_idx``: the parsed
+    ``layers`` when the caller has it (False: parse it here)."""
+    if layer_idx is False:
+        layer_idx = parse_layers(params.get("layers"))[1]
     active = set(layer_idx or [])
     kept = {}
     for k, v in params.items():
@@ -128,8 +142,8 @@ def effective_parameters(params: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def config_key(params: dict[str, Any]) -> str:
-    return _digest(effective_parameters(params))
+def config_key(params: dict[str, Any], layer_idx: list[int] | None | bool = False) -> str:
+    return _digest(effective_parameters(params, layer_idx))
 
 
 @dataclass
@@ -223,7 +237,7 @@ def parse_trial(raw: RawTrial, cmd: CommandInfo) -> tuple[dict[str, Any], list[d
         "dataset": dataset,
         "status": raw.status,
         "parameters": params,
-        "config_key": config_key(params),
+        "config_key": config_key(params, layer_idx),
         "layers": layers,
         "n_layers": n_layers,
         "family": family,
