@@ -114,6 +114,7 @@ def _missing(directory: Path, files: tuple[str, ...]) -> list[str]:
 
 def _download(source: GraphSource, directory: Path) -> str:
     """Fetch the missing raw files into ``directory``; '' on success, else why not (one phrase)."""
+    created = [d for d in (directory, *directory.parents) if not d.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for name in _missing(directory, source.files):
@@ -124,6 +125,9 @@ def _download(source: GraphSource, directory: Path) -> str:
                     shutil.copyfileobj(resp, out)
             partial.replace(directory / name)  # never leave a truncated file under the real name
     except Exception as exc:  # noqa: BLE001 - any download failure becomes one clear line
+        for d in created:  # deepest first: leave no empty folders behind in the data root
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         return f"offline, and the download failed: {type(exc).__name__}"
     return ""
 

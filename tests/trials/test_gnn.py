@@ -128,3 +128,4 @@ def test_subprocess_missing_data_with_download_fails_fast_in_one_line(tmp_path) 
     assert out.returncode == 2
     assert len(lines) == 1 and "amazon_electronics_photo.npz" in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+    assert not any(tmp_path.iterdir())  # the failed download left no empty folders
