@@ -68,11 +68,15 @@ def _download(data_root: Path) -> str:
     """Fetch and unpack CIFAR-10 through torchvision into ``data_root``; '' or why not."""
     from torchvision.datasets import CIFAR10
 
+    created = [d for d in (data_root, *data_root.parents) if not d.exists()]
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(15)  # offline or firewalled: fail in seconds, never hang a trial
     try:
         CIFAR10(str(data_root), train=True, download=True)
     except Exception as exc:  # noqa: BLE001 - any download failure becomes one clear line
+        for d in created:  # deepest first: leave no empty folders behind
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         return f"offline, and the download failed: {type(exc).__name__}"
     finally:
         socket.setdefaulttimeout(previous)
