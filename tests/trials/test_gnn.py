@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from trials.gnn import MODELS, GNNParams, cli, layer_indices, main
-from trials.graph_data import load_graph, random_split
+from trials.graph_data import Graph, load_graph, random_split
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "datasets"  # Cora's raw Planetoid files (DESIGN.md, Data)
@@ -68,6 +68,28 @@ def test_cora_loads_offline_from_a_read_only_root_and_trains() -> None:
     # GCN on Cora reaches ~13 % error in 100 epochs; 20 epochs are well under 30 %.
     assert metrics["test_error"] < 30.0
     assert metrics["default"] < 30.0
+
+
+@pytest.fixture(scope="module")
+def cora() -> Graph:
+    return load_graph("cora", str(SHARED_DATA), split_seed=0, download=False)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_model_runs_on_cora_with_nsr_on_its_first_and_last_layers(model, cora) -> None:
+    p = GNNParams(
+        model=model,
+        dataset="cora",
+        data_root=str(SHARED_DATA),
+        epochs=3,
+        layers=f"1,{MODELS[model][1]}",
+        device="cpu",
+        threads=1,
+    )
+    metrics = main(p, graph=cora)
+    for k in layer_indices(p):
+        assert metrics[f"var_{k}"] > 0 and metrics[f"var_{k}_init"] > 0
+    assert 0.0 <= metrics["test_error"] <= 100.0 and 1 <= metrics["best_epoch"] <= 3
 
 
 def _run(argv: list[str], capsys) -> tuple[int, list[str]]:
