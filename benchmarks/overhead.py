@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="training steps per block")
     parser.add_argument("--layers", default="4", help="NSR layers of MLP-4, e.g. 4 or 3,4")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--aa", action="store_true",
+                        help="A/A check: both variants vanilla (the noise floor of the ratio)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,7 +54,7 @@ def main() -> None:
             torch.optim.SGD(model.parameters(), lr=0.01),
         )
 
-    variants = {"vanilla": make(False), "nsr": make(True)}
+    variants = {"vanilla": make(False), "nsr": make(not args.aa)}
     cursor = {"vanilla": 0, "nsr": 0}
 
     def block(name: str) -> float:
@@ -63,7 +65,7 @@ def main() -> None:
             xb, yb = x[i : i + batch], y[i : i + batch]
             cursor[name] = (i + batch) % len(x)
             reg.set_targets(yb)
-            loss = F.cross_entropy(model(xb), yb) + reg.pop()
+            loss = reg.add_penalty(F.cross_entropy(model(xb), yb))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -78,6 +80,9 @@ def main() -> None:
             times[name].append(block(name))
 
     med = {k: statistics.median(v) for k, v in times.items()}
+    # Each NSR block is paired with the vanilla block run next to it: the median of the paired
+    # ratios cancels slow phases of the machine that the medians of the two columns would not.
+    paired = statistics.median(n / v for n, v in zip(times["nsr"], times["vanilla"], strict=True))
     best = {k: min(v) for k, v in times.items()}
     ratio = med["nsr"] / med["vanilla"]
     print(
@@ -89,10 +94,13 @@ def main() -> None:
         f"  vanilla step: median {med['vanilla'] * 1e3:.3f} ms   min {best['vanilla'] * 1e3:.3f} ms"
     )
     print(f"  NSR step:     median {med['nsr'] * 1e3:.3f} ms   min {best['nsr'] * 1e3:.3f} ms")
+    label = "A/A vanilla/vanilla" if args.aa else "NSR/vanilla"
     print(
-        f"  ratio NSR/vanilla: {ratio:.3f} (median)  {best['nsr'] / best['vanilla']:.3f} (min)"
-        f"   target <= 1.05: {'PASS' if ratio <= 1.05 else 'FAIL'}"
+        f"  ratio {label}: {paired:.3f} (median of paired blocks)  {ratio:.3f} (medians)  "
+        f"{best['nsr'] / best['vanilla']:.3f} (mins)"
     )
+    if not args.aa:
+        print(f"  target <= 1.05 (paired): {'PASS' if paired <= 1.05 else 'FAIL'}")
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def train_step(
     reg.set_targets(yb)
     with autocast():
         logits = model(xb)  # (B, num_classes); the hooks queue their penalties during this call
-        loss = F.cross_entropy(logits, yb) + reg.pop()
+        loss = reg.add_penalty(F.cross_entropy(logits, yb))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -89,7 +89,7 @@ def train_classifier(
         steps = 0
         for xb, yb in chunks(x_epoch, y_epoch, cfg.batch_size):
             reg.set_targets(yb)
-            loss = F.cross_entropy(model(xb), yb) + reg.pop()
+            loss = reg.add_penalty(F.cross_entropy(model(xb), yb))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -155,7 +155,7 @@ def train_gnn(
         # Every hooked output has one row per node; `index` keeps the training nodes' rows.
         reg.set_targets(y_train, index=graph.train_idx)
         logits = model(graph.x, graph.edge_index)  # (n, num_classes)
-        loss = F.cross_entropy(logits[graph.train_idx], y_train) + reg.pop()
+        loss = reg.add_penalty(F.cross_entropy(logits[graph.train_idx], y_train))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -60,6 +60,10 @@ class ClassMeanQueue:
     counts c_{m,j} (one count column, or one per neuron when zeros are masked out); the running
     totals (S_j, C_j) change by "subtract the slot being overwritten, add the new batch": O(batch)
     per step, a handful of tensor ops, whatever M is.
+
+    This runs on every training step, and on a CPU each tensor op costs microseconds of dispatch
+    whatever its size: the step is written for few ops (slot views made once, sums and counts in
+    one ``index_add_``, per-sample means gathered before dividing).
     """
 
     # Float32 totals drift by rounding over tens of thousands of add/subtract pairs; rebuilding
@@ -74,44 +78,58 @@ class ClassMeanQueue:
         self.num_classes = num_classes
         self.queue_batches = queue_batches
         self._ring: Tensor | None = None  # (M, J, N + K): sums then counts, K = 1 or N
+        self._slots: list[Tensor] = []  # the M views ring[m], made once
         self._total: Tensor | None = None  # (J, N + K): S_j then C_j
+        self._total_sums: Tensor | None = None  # (J, N) view of S_j, made once
+        self._total_counts: Tensor | None = None  # (J, K) view of C_j, made once
         self._ones: Tensor | None = None  # (B, 1) count column for unmasked layers
         self._neurons = 0
         self._slot = 0
         self._steps = 0
 
-    def update(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Push one batch (x: (B, N), y: (B,)) and return the class means μ̂ as (J, N), float32."""
-        x = x.detach().float()  # (B, N); fp16/bf16 sums would lose counts past 2,048
+    def push(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> None:
+        """Add one batch (x: (B, N) without gradient, y: (B,)) and drop the oldest of the M."""
+        if x.dtype != torch.float32:
+            x = x.float()  # (B, N); fp16/bf16 sums would lose counts past 2,048
         neurons = x.shape[1]
         if mask is None:
-            if (
-                self._ones is None
-                or self._ones.shape[0] != x.shape[0]
-                or self._ones.device != x.device
-            ):
+            if self._ones is None or self._ones.shape[0] != x.shape[0]:
                 self._ones = torch.ones(x.shape[0], 1, device=x.device)
-            stats = torch.cat(
-                (x, self._ones), dim=1
-            )  # (B, N + 1); masked zeros add nothing to sums
+            stats = torch.cat((x, self._ones), dim=1)  # (B, N + 1)
         else:
-            stats = torch.cat((x, mask.float()), dim=1)  # (B, 2N)
+            # Masked zeros add nothing to the sums; the per-neuron counts skip them.
+            stats = torch.cat((x, mask.to(x.dtype)), dim=1)  # (B, 2N)
         if self._ring is None or self._ring.shape[2] != stats.shape[1] or self._neurons != neurons:
             self._ring = torch.zeros(
                 self.queue_batches, self.num_classes, stats.shape[1], device=x.device
             )
+            self._slots = list(self._ring.unbind(0))
             self._total = torch.zeros(self._ring.shape[1:], device=x.device)
+            self._total_sums, self._total_counts = self._total.split(
+                [neurons, stats.shape[1] - neurons], dim=1
+            )
             self._neurons = neurons
         assert self._total is not None
-        slot = self._ring[self._slot]  # (J, N + K), a view
+        slot = self._slots[self._slot]  # (J, N + K)
         self._total.sub_(slot)
-        slot.zero_().index_add_(0, y, stats)  # per-class sums and counts of this batch
+        slot.zero_().index_add_(0, y, stats)  # this batch's per-class sums and counts
         self._total.add_(slot)
         self._slot = (self._slot + 1) % self.queue_batches
         self._steps += 1
         if self._steps % self.RESYNC_EVERY == 0:
             torch.sum(self._ring, dim=0, out=self._total)
-        return self._total[:, :neurons] / self._total[:, neurons:].clamp_min(1.0)  # (J, N)
+
+    def sample_means(self, y: Tensor) -> Tensor:
+        """μ̂_{y_i} for each sample: (B, N). Classes of the last push have a count >= 1."""
+        assert self._total_sums is not None and self._total_counts is not None
+        # Classes absent from the window divide 0/0, but only classes of y are gathered; masked
+        # neurons with no response yet give 0/0 too and are masked out by the caller.
+        return torch.div(self._total_sums, self._total_counts).index_select(0, y)  # (B, N)
+
+    def update(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Push one batch and return the class means μ̂ as (J, N)."""
+        self.push(x.detach(), y, mask)
+        return self.means()
 
     def means(self) -> Tensor:
         """Current class means (J, N); zero for a class with no response in the queue."""
@@ -143,7 +161,7 @@ def is_relu(module: nn.Module) -> bool:
 
 
 class NeuronSteadiness:
-    """NSR attached by forward hooks: ``reg.set_targets(y); out = model(x); loss += reg.pop()``.
+    """NSR by forward hooks: ``reg.set_targets(y); out = model(x); loss = reg.add_penalty(ce)``.
 
     ``layers`` maps a module name to its λ (or gives :class:`LayerSpec` for explicit ReLU flags;
     by default a layer counts as ReLU when the hooked module is ``nn.ReLU``). Each layer has its own
@@ -174,8 +192,7 @@ class NeuronSteadiness:
         self.queues = {s.name: ClassMeanQueue(num_classes, queue_batches) for s in specs}
         self._targets: Tensor | None = None
         self._index: Tensor | None = None
-        self._pending: list[Tensor] = []
-        self.last_penalties: dict[str, float] = {}
+        self._pending: list[tuple[Tensor, float]] = []  # (unweighted penalty, λ) per layer
         self._handles = [
             resolve_module(model, s.name).register_forward_hook(self._hook_for(s)) for s in specs
         ]
@@ -190,9 +207,17 @@ class NeuronSteadiness:
             if self._index is not None:
                 x = x[self._index]  # (B_labelled, N)
             y = self._targets  # (B,)
-            mask = (x.detach() != 0).to(x.dtype) if spec.relu else None  # (B, N)
-            class_mean = queue.update(x, y, mask)  # (J, N)
-            self._pending.append(spec.weight * nsr_penalty(x, y, class_mean, mask))
+            x_const = x.detach()  # (B, N)
+            if not spec.relu:
+                queue.push(x_const, y)
+                penalty = F.mse_loss(x, queue.sample_means(y))  # () = nsr_penalty, one fused op
+            else:
+                active = x_const != 0  # (B, N) ReLU zeros are inactive, not responses
+                queue.push(x_const, y, active)
+                # Inactive responses get themselves as target: they add 0, only the count divides.
+                target = torch.where(active, queue.sample_means(y), x_const)  # (B, N)
+                penalty = F.mse_loss(x, target, reduction="sum") / active.sum().clamp_min(1)
+            self._pending.append((penalty, spec.weight))
 
         return hook
 
@@ -205,11 +230,23 @@ class NeuronSteadiness:
         """Sum of the λ-weighted penalties of the last forward pass (0.0 if none), then reset."""
         if not self._pending:
             return 0.0
-        total = self._pending[0]
-        for p in self._pending[1:]:
-            total = total + p
+        penalty, weight = self._pending[0]
+        total = penalty * weight
+        for penalty, weight in self._pending[1:]:
+            total = torch.add(total, penalty, alpha=weight)
         self._pending = []
         return total
+
+    def add_penalty(self, loss: Tensor) -> Tensor:
+        """``loss + Σ_l λ_l · penalty_l`` of the last forward pass, then reset (= loss + pop()).
+
+        One ``add(alpha=λ)`` per layer instead of a multiply and an add: on a CPU every op in
+        the training step costs microseconds of dispatch, and this is the hot path.
+        """
+        for penalty, weight in self._pending:
+            loss = torch.add(loss, penalty, alpha=weight)
+        self._pending = []
+        return loss
 
     def remove(self) -> None:
         for h in self._handles:

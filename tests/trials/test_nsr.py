@@ -196,3 +196,31 @@ def test_queue_stays_exact_over_many_steps() -> None:
     torch.testing.assert_close(
         got.double(), _exact_means(seen, 10, mask=False), rtol=1e-5, atol=1e-4
     )
+
+
+def test_fused_hook_penalty_equals_the_pure_function_in_value_and_gradient() -> None:
+    # The hook runs a fused autograd function; it must match λ · nsr_penalty exactly.
+    gen = torch.Generator().manual_seed(5)
+    for relu in (False, True):
+        model = nn.Sequential()
+        model.add_module("act", nn.ReLU() if relu else nn.Identity())
+        reg = NeuronSteadiness(model, {"act": 3.0}, num_classes=4, queue_batches=2)
+        ref_queue = ClassMeanQueue(num_classes=4, queue_batches=2)
+        for _ in range(4):
+            x = torch.randn(12, 5, generator=gen, requires_grad=True)
+            y = torch.randint(0, 4, (12,), generator=gen)
+            reg.set_targets(y)
+            out = model(x)
+            fused = reg.pop()
+            assert isinstance(fused, torch.Tensor)
+            (grad_fused,) = torch.autograd.grad(fused, x)
+
+            x_ref = x.detach().clone().requires_grad_(True)
+            resp = torch.relu(x_ref) if relu else x_ref
+            mask = (resp.detach() != 0).float() if relu else None
+            mean = ref_queue.update(resp, y, mask)
+            ref = 3.0 * nsr_penalty(resp, y, mean, mask)
+            (grad_ref,) = torch.autograd.grad(ref, x_ref)
+            torch.testing.assert_close(fused.detach(), ref.detach())
+            torch.testing.assert_close(grad_fused, grad_ref)
+            assert out.shape == x.shape
