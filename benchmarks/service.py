@@ -30,6 +30,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from storage import queries  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.sync import sync_all  # noqa: E402
 from storage.synthetic import write_nni_sqlite, write_registry  # noqa: E402
@@ -123,6 +124,18 @@ def main() -> int:
         again = sync_all(db, nni_dir)
         print(f"re-sync (nothing changed): {again.seconds * 1000:.0f} ms, "
               f"{again.inserted + again.updated} rows written")  # fmt: skip
+        # The endpoints serve from a cache cleared on every change; the uncached query is what a
+        # request pays right after a sync, so print it too (one session, no HTTP).
+        for name, query in (("best-config", queries.best_config),
+                            ("recommendation", queries.layer_recommendation)):
+            times = []
+            for m, d in PAIRS:
+                with db.session_scope() as session:
+                    t1 = time.perf_counter()
+                    query(session, m, d)
+                    times.append((time.perf_counter() - t1) * 1000)
+            print(f"{name:>15}: uncached query over {n_total:,} trials: median "
+                  f"{statistics.median(times):.1f} ms, max {max(times):.1f} ms")  # fmt: skip
         db.dispose()
 
         port = free_port()
