@@ -28,7 +28,14 @@ from trials.cifar import ImageSplits, augment, load_cifar10, synthetic_cifar
 from trials.cnn_models import CNN_LAYERS, CNN_MODELS
 from trials.data import default_data_root
 from trials.nsr import LayerVariance, NeuronSteadiness, intra_class_variance
-from trials.params import TrialError, from_cli, param, parse_layers
+from trials.params import (
+    TrialError,
+    chosen_lambdas,
+    from_cli,
+    param,
+    require_at_least,
+    require_choice,
+)
 from trials.report import Reporter, final_metrics
 from trials.runtime import pick_device, run_main, seed_everything
 
@@ -82,21 +89,21 @@ def layer_indices(p: CNNParams) -> list[int]:
 
 
 def validate(p: CNNParams) -> None:
-    if p.model not in CNN_MODELS:
-        raise TrialError(f"unknown model {p.model!r}; allowed: {', '.join(CNN_MODELS)}")
-    if p.synthetic == 0 and p.dataset not in DATASETS:
-        raise TrialError(f"unknown data set {p.dataset!r}; allowed: {', '.join(DATASETS)}")
-    for name, value, low in (
-        ("epochs", p.epochs, 1),
-        ("batch_size", p.batch_size, 1),
-        ("eval_batch", p.eval_batch, 1),
-        ("queue_batches", p.queue_batches, 1),
-        ("probe_samples", p.probe_samples, 1),
-        ("max_batches", p.max_batches, 0),
-        ("synthetic", p.synthetic, 0),
-    ):
-        if value < low:
-            raise TrialError(f"{name}={value} must be >= {low}")
+    require_choice("model", p.model, CNN_MODELS)
+    if p.synthetic == 0:
+        require_choice("data set", p.dataset, DATASETS)
+    require_at_least(
+        p,
+        {
+            "epochs": 1,
+            "batch_size": 1,
+            "eval_batch": 1,
+            "queue_batches": 1,
+            "probe_samples": 1,
+            "max_batches": 0,
+            "synthetic": 0,
+        },
+    )
     if 0 < p.synthetic < 10:
         raise TrialError(f"synthetic={p.synthetic} must be 0 (off) or >= 10 images")
     if p.lr < 0:
@@ -258,11 +265,7 @@ def train_cnn(
 def main(p: CNNParams) -> dict[str, float]:
     """Train one CNN as ``p`` says and return the final metrics (also reported to NNI)."""
     validate(p)
-    chosen = parse_layers(p.layers, layer_indices(p))
-    lambdas = {k: float(getattr(p, f"lambda_{k}")) for k in chosen}
-    for k, lam in lambdas.items():
-        if not lam > 0:
-            raise TrialError(f"lambda_{k}={lam} must be > 0 (use layers='none' for no NSR)")
+    lambdas = chosen_lambdas(p, layer_indices(p))
     device = pick_device(p.device)
     seed_everything(p.seed, p.threads)
     if p.synthetic:

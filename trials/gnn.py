@@ -25,7 +25,14 @@ from torch import Tensor, nn
 from trials.data import default_data_root
 from trials.graph_data import GRAPH_DATASETS, Graph, import_pyg, load_graph, synthetic_graph
 from trials.nsr import NeuronSteadiness, intra_class_variance
-from trials.params import TrialError, from_cli, param, parse_layers
+from trials.params import (
+    TrialError,
+    chosen_lambdas,
+    from_cli,
+    param,
+    require_at_least,
+    require_choice,
+)
 from trials.report import Reporter, final_metrics
 from trials.runtime import pick_device, run_main, seed_everything
 
@@ -102,18 +109,10 @@ class GNN(nn.Module):
 
 
 def validate(p: GNNParams) -> None:
-    if p.model not in MODELS:
-        raise TrialError(f"unknown model {p.model!r}; allowed: {', '.join(MODELS)}")
-    if p.synthetic == 0 and p.dataset not in GRAPH_DATASETS:
-        raise TrialError(f"unknown data set {p.dataset!r}; allowed: {', '.join(GRAPH_DATASETS)}")
-    for name, value, low in (
-        ("epochs", p.epochs, 1),
-        ("hidden", p.hidden, 1),
-        ("queue_batches", p.queue_batches, 1),
-        ("synthetic", p.synthetic, 0),
-    ):
-        if value < low:
-            raise TrialError(f"{name}={value} must be >= {low}")
+    require_choice("model", p.model, MODELS)
+    if p.synthetic == 0:
+        require_choice("data set", p.dataset, GRAPH_DATASETS)
+    require_at_least(p, {"epochs": 1, "hidden": 1, "queue_batches": 1, "synthetic": 0})
     if 0 < p.synthetic < 20:
         raise TrialError(f"synthetic={p.synthetic} must be 0 (off) or >= 20 nodes")
     if not p.lr > 0:
@@ -183,11 +182,7 @@ def main(p: GNNParams, graph: Graph | None = None) -> dict[str, float]:
     """
     validate(p)
     kind, depth = MODELS[p.model]
-    chosen = parse_layers(p.layers, layer_indices(p))
-    lambdas = {k: float(getattr(p, f"lambda_{k}")) for k in chosen}
-    for k, lam in lambdas.items():
-        if not lam > 0:
-            raise TrialError(f"lambda_{k}={lam} must be > 0 (use layers='none' for no NSR)")
+    lambdas = chosen_lambdas(p, layer_indices(p))
     device = pick_device(p.device)
     seed_everything(p.seed, p.threads)
     if graph is None:

@@ -19,7 +19,14 @@ from torch import nn
 
 from trials.data import IMAGE_DATASETS, default_data_root, load_image_dataset
 from trials.engine import LoopConfig, train_classifier
-from trials.params import TrialError, from_cli, param, parse_layers
+from trials.params import (
+    TrialError,
+    chosen_lambdas,
+    from_cli,
+    param,
+    require_at_least,
+    require_choice,
+)
 from trials.report import Reporter
 from trials.runtime import pick_device, run_main, seed_everything
 
@@ -84,16 +91,8 @@ class MLP(nn.Sequential):
 
 
 def validate(p: MLPParams) -> None:
-    if p.model not in HIDDEN:
-        raise TrialError(f"unknown model {p.model!r}; allowed: {', '.join(HIDDEN)}")
-    for name, value, low in (
-        ("epochs", p.epochs, 1),
-        ("batch_size", p.batch_size, 1),
-        ("queue_batches", p.queue_batches, 1),
-        ("probe_samples", p.probe_samples, 1),
-    ):
-        if value < low:
-            raise TrialError(f"{name}={value} must be >= {low}")
+    require_choice("model", p.model, HIDDEN)
+    require_at_least(p, {"epochs": 1, "batch_size": 1, "queue_batches": 1, "probe_samples": 1})
     if not p.lr > 0:
         raise TrialError(f"lr={p.lr} must be > 0")
 
@@ -106,11 +105,7 @@ def layer_indices(p: MLPParams) -> list[int]:
 def main(p: MLPParams) -> dict[str, float]:
     """Train one MLP with NSR as ``p`` says and return the final metrics (also reported to NNI)."""
     validate(p)
-    chosen = parse_layers(p.layers, layer_indices(p))
-    lambdas = {k: float(getattr(p, f"lambda_{k}")) for k in chosen}
-    for k, lam in lambdas.items():
-        if not lam > 0:
-            raise TrialError(f"lambda_{k}={lam} must be > 0 (use layers='none' for no NSR)")
+    lambdas = chosen_lambdas(p, layer_indices(p))
     device = pick_device(p.device)
     seed_everything(p.seed, p.threads)
     splits = load_image_dataset(p.dataset, p.data_root, p.split_seed, p.download).to(device)

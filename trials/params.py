@@ -137,3 +137,28 @@ def parse_layers(spec: str, available: Sequence[int]) -> list[int]:
         if k not in layers:
             layers.append(k)
     return sorted(layers)
+
+
+def require_choice(name: str, value: str, allowed: Sequence[str] | Mapping[str, Any]) -> None:
+    if value not in allowed:
+        raise TrialError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+
+
+def require_at_least(params: object, bounds: Mapping[str, int]) -> None:
+    """Each named integer parameter must be >= its bound."""
+    for name, low in bounds.items():
+        value = getattr(params, name)
+        if value < low:
+            raise TrialError(f"{name}={value} must be >= {low}")
+
+
+def chosen_lambdas(params: object, available: Sequence[int]) -> dict[int, float]:
+    """Layer index -> λ for the layers in ``params.layers``; each λ must be > 0."""
+    lambdas = {
+        k: float(getattr(params, f"lambda_{k}"))
+        for k in parse_layers(params.layers, available)  # type: ignore[attr-defined]
+    }
+    for k, lam in lambdas.items():
+        if not lam > 0:
+            raise TrialError(f"lambda_{k}={lam} must be > 0 (use layers='none' for no NSR)")
+    return lambdas

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from trials.params import parse_layers
+
 REPO = Path(__file__).resolve().parents[2]
 SPACES = sorted((REPO / "search_spaces").glob("*.yml"))
 
@@ -75,7 +77,7 @@ def test_layers_exist_in_the_model(path: Path) -> None:
     params = module.from_cli(cls, argv, "test", "")
     available = module.layer_indices(params)
     for choice in config["searchSpace"]["layers"]["_value"]:
-        for k in module.parse_layers(str(choice), available):
+        for k in parse_layers(str(choice), available):
             assert f"lambda_{k}" in config["searchSpace"], (choice, k)
 
 
