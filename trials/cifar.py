@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import pickle
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trials.data import Splits
 from trials.params import TrialError
 
 CIFAR_DIR = "cifar-10-batches-py"
@@ -33,31 +33,6 @@ CIFAR_VALIDATION = 5_000
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 PAD = 4
-
-
-@dataclass(frozen=True)
-class ImageSplits:
-    """uint8 images (N, 3, 32, 32) and int64 labels for train / validation / test."""
-
-    train_x: Tensor  # (N_train, 3, 32, 32) uint8
-    train_y: Tensor  # (N_train,) int64
-    val_x: Tensor  # (N_val, 3, 32, 32) uint8
-    val_y: Tensor  # (N_val,)
-    test_x: Tensor  # (N_test, 3, 32, 32) uint8
-    test_y: Tensor  # (N_test,)
-    num_classes: int
-
-    def to(self, device: torch.device) -> ImageSplits:
-        move = lambda t: t.to(device)  # noqa: E731
-        return ImageSplits(
-            move(self.train_x),
-            move(self.train_y),
-            move(self.val_x),
-            move(self.val_y),
-            move(self.test_x),
-            move(self.test_y),
-            self.num_classes,
-        )
 
 
 def _missing(directory: Path) -> list[str]:
@@ -91,7 +66,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def load_cifar10(data_root: str, split_seed: int = 0, download: bool = True) -> ImageSplits:
+def load_cifar10(data_root: str, split_seed: int = 0, download: bool = True) -> Splits:
     root = Path(data_root).expanduser()
     directory = root / CIFAR_DIR
     if _missing(directory):
@@ -110,12 +85,12 @@ def load_cifar10(data_root: str, split_seed: int = 0, download: bool = True) -> 
     perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(split_seed))
     val, train = perm[:CIFAR_VALIDATION], perm[CIFAR_VALIDATION:]
     test_x, test_y = torch.from_numpy(parts[5][0]), torch.from_numpy(parts[5][1])
-    return ImageSplits(
+    return Splits(
         train_x[train], train_y[train], train_x[val], train_y[val], test_x, test_y, 10
     )
 
 
-def synthetic_cifar(n: int, seed: int = 0, num_classes: int = 10) -> ImageSplits:
+def synthetic_cifar(n: int, seed: int = 0, num_classes: int = 10) -> Splits:
     """``n`` random CIFAR-shaped uint8 images with random labels, split 60:20:20.
 
     For tests and speed benchmarks only: the images carry no signal, so errors are near chance.
@@ -125,7 +100,7 @@ def synthetic_cifar(n: int, seed: int = 0, num_classes: int = 10) -> ImageSplits
     y = torch.randint(0, num_classes, (n,), generator=gen)  # (n,)
     n_val = n_test = max(n // 5, 1)
     n_train = n - n_val - n_test
-    return ImageSplits(
+    return Splits(
         x[:n_train],
         y[:n_train],
         x[n_train : n_train + n_val],

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trials.cifar import ImageSplits, augment, load_cifar10, synthetic_cifar
+from trials.cifar import augment, load_cifar10, synthetic_cifar
 from trials.cnn_models import CNN_LAYERS, CNN_MODELS
-from trials.data import default_data_root
+from trials.data import Splits, default_data_root
 from trials.nsr import LayerVariance, NeuronSteadiness, intra_class_variance
 from trials.params import (
     TrialError,
@@ -187,7 +187,7 @@ def image_error(
 
 
 def probe(
-    model: nn.Module, splits: ImageSplits, samples: int, size: int
+    model: nn.Module, splits: Splits, samples: int, size: int
 ) -> dict[int, LayerVariance]:
     # The first `samples` training images, un-augmented: the split is shuffled by the split seed,
     # so this is a fixed random subset, the same for every trial of a search. float32 (no autocast)
@@ -198,7 +198,7 @@ def probe(
 
 def train_cnn(
     model: nn.Module,
-    splits: ImageSplits,
+    splits: Splits,
     lambdas: dict[int, float],
     p: CNNParams,
     device: torch.device,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,11 @@ def default_data_root() -> str:
 
 @dataclass(frozen=True)
 class Splits:
-    """Flat float32 features in [0, 1] and int64 labels for train / validation / test."""
+    """Features and int64 labels for train / validation / test, held in memory.
+
+    MLPs get flat float32 features in [0, 1] (N, D); CNNs get uint8 images (N, 3, 32, 32),
+    normalized per batch on the device.
+    """
 
     train_x: Tensor  # (N_train, D)
     train_y: Tensor  # (N_train,)
@@ -56,16 +60,8 @@ class Splits:
         return int(self.train_x.shape[1])
 
     def to(self, device: torch.device) -> Splits:
-        move = lambda t: t.to(device)  # noqa: E731
-        return Splits(
-            move(self.train_x),
-            move(self.train_y),
-            move(self.val_x),
-            move(self.val_y),
-            move(self.test_x),
-            move(self.test_y),
-            self.num_classes,
-        )
+        moved = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "num_classes"}
+        return Splits(**{k: t.to(device) for k, t in moved.items()}, num_classes=self.num_classes)
 
 
 def _read_idx(path: Path) -> np.ndarray:
