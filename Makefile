@@ -36,7 +36,7 @@ bench: setup
 # Stop every NNI experiment and the background service that `make quickstart` started.
 stop:
 	-$(BIN)/nnictl stop --all
-	-pkill -f "$(abspath $(BIN))/python -m service serve"
+	-pid=$$(cat "$${XDG_DATA_HOME:-$$HOME/.local/share}/nsr-search/service.pid" 2>/dev/null) && kill $$pid
 
 clean: stop
 	rm -rf $(VENV) *.egg-info

@@ -77,7 +77,7 @@ def ensure_service(settings: Settings, log_path: Path) -> str:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         # A new session: the service outlives this script (and `make`), for browsing the results.
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "service", "serve"],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -85,6 +85,8 @@ def ensure_service(settings: Settings, log_path: Path) -> str:
             start_new_session=True,
             cwd=REPO,
         )
+    # `make stop` (and the tests) end exactly this process through its pid file.
+    log_path.with_name("service.pid").write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
