@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,9 @@ def ensure_service(settings: Settings, log_path: Path) -> str:
     raise QuickstartError(f"the service did not answer at {base} within 60 s; see {log_path}")
 
 
-def nnictl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def nnictl(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run nnictl with this interpreter; ``env`` defaults to ours (tests pass a temporary HOME)."""
+    env = dict(os.environ if env is None else env)
     # Trials run `python -m trials.mlp`: this interpreter (the venv's) must be their `python`.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
@@ -112,8 +114,9 @@ def nnictl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def create_experiment(config: Path, port: int) -> str:
-    out = nnictl("create", "--config", str(config), "--port", str(port))
+def create_experiment(config: Path, port: int, env: Mapping[str, str] | None = None) -> str:
+    """``nnictl create``; the new experiment's id, or a QuickstartError with nnictl's last lines."""
+    out = nnictl("create", "--config", str(config), "--port", str(port), env=env)
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)  # nnictl colours its output
     match = re.search(r"Experiment ID: (\w+)", text)
     if out.returncode != 0 or not match:

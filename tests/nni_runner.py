@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -19,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from service.quickstart import create_experiment, nnictl
 
 REPO = Path(__file__).resolve().parents[1]
 # NO_MORE_TRIAL means "all submitted", not "all finished": keep waiting through it.
@@ -34,8 +33,6 @@ def free_port() -> int:
 def nni_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["HOME"] = str(home)
-    # Trials run `python -m trials.*`: the venv's python must come first on the trials' PATH.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -66,29 +63,7 @@ class NNIExperiment:
     def create(self, config: dict[str, Any]) -> None:
         config_path = self.home / "experiment.yml"
         config_path.write_text(yaml.safe_dump(config))
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "nni.tools.nnictl.nnictl",
-                "create",
-                "--config",
-                str(config_path),
-                "--port",
-                str(self.port),
-            ],
-            env=nni_env(self.home),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)  # nnictl colours its output
-        match = re.search(r"Experiment ID: (\w+)", text)
-        if out.returncode != 0 or not match:
-            raise RuntimeError(
-                f"nnictl create failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
-            )
-        self.id = match.group(1)
+        self.id = create_experiment(config_path, self.port, env=nni_env(self.home))
 
     def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -111,13 +86,7 @@ class NNIExperiment:
     def stop(self) -> None:
         if self.stopped or not self.id:
             return
-        subprocess.run(
-            [sys.executable, "-m", "nni.tools.nnictl.nnictl", "stop", self.id],
-            env=nni_env(self.home),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        nnictl("stop", self.id, env=nni_env(self.home))
         self.stopped = True
 
 

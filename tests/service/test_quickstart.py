@@ -14,6 +14,8 @@ import pytest
 import yaml
 from nni_runner import REPO, free_port, nni_env, tiny_config
 
+from service.quickstart import nnictl
+
 pytestmark = pytest.mark.nni
 
 
@@ -48,9 +50,6 @@ def test_quickstart_runs_the_search_and_prints_the_best_lambda_from_the_service(
             best = json.loads(resp.read())
         assert f"(trial {best['trial']['trial_job_id']} of" in text
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "nni.tools.nnictl.nnictl", "stop", "--all"],
-            env=nni_env(tmp_path), capture_output=True, timeout=120,
-        )  # fmt: skip
+        nnictl("stop", "--all", env=nni_env(tmp_path))
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
