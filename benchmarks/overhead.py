@@ -4,7 +4,11 @@ Both are measured in one run, interleaved in short blocks (vanilla, NSR, vanilla
 the same initial weights and the same batches, so machine noise hits both alike; the ratio of the
 medians of the block times is the figure.
 
-    python benchmarks/overhead.py [--blocks 40] [--steps 50] [--layers 4]
+    python benchmarks/overhead.py [--blocks 40] [--steps 50] [--layers 4] [--threads N]
+                                  [--torch-ops] [--aa]
+
+NSR runs through the compiled CPU kernel (trials/csrc/nsr_cpu.cpp) unless ``--torch-ops``, which
+measures the op-by-op PyTorch path instead; ``--aa`` measures the noise floor (vanilla vs vanilla).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trials.mlp import HIDDEN, MLP  # noqa: E402
-from trials.nsr import NeuronSteadiness  # noqa: E402
+from trials.nsr import NeuronSteadiness, cpu_kernel  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +38,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--aa", action="store_true",
                         help="A/A check: both variants vanilla (the noise floor of the ratio)")
+    parser.add_argument("--torch-ops", action="store_true",
+                        help="NSR through PyTorch ops instead of the compiled CPU kernel")
     args = parser.parse_args()
+    if args.blocks < 1 or args.steps < 1 or args.threads < 0:
+        parser.error("--blocks and --steps must be >= 1, --threads >= 0")
+    use_kernel = not args.torch_ops
+    if use_kernel and cpu_kernel() is None:
+        sys.exit("the C++ CPU kernel could not be built (see the warning above); "
+                 "run with --torch-ops to measure the PyTorch path")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -50,7 +62,7 @@ def main() -> None:
         layers = {names[int(k)]: 7.4865 for k in args.layers.split(",")} if nsr else {}
         return (
             model,
-            NeuronSteadiness(model, layers, 10),
+            NeuronSteadiness(model, layers, 10, kernel=use_kernel),
             torch.optim.SGD(model.parameters(), lr=0.01),
         )
 
@@ -86,7 +98,8 @@ def main() -> None:
     best = {k: min(v) for k, v in times.items()}
     ratio = med["nsr"] / med["vanilla"]
     print(
-        f"MLP-4, batch {batch}, NSR on layer(s) {args.layers}, "
+        f"MLP-4, batch {batch}, NSR on layer(s) {args.layers} "
+        f"({'PyTorch ops' if args.torch_ops else 'C++ CPU kernel'}), "
         f"torch threads {torch.get_num_threads()}, "
         f"{args.blocks} blocks x {args.steps} steps per variant"
     )

@@ -8,6 +8,11 @@ Three pieces, each usable alone:
   per step (subtract the oldest batch, add the newest) instead of re-stacking M batches.
 * :class:`NeuronSteadiness` — attaches to any ``nn.Module`` by layer name through forward hooks and
   accumulates ``λ_l · mean_{i,n} (x_{i,n} − μ̂_{y_i,n})²`` for every regularized layer l.
+* :func:`cpu_kernel` — the same queue update and penalty as one compiled C++ call
+  (``trials/csrc/nsr_cpu.cpp``), used for float32 CPU layers: each PyTorch op costs microseconds of
+  dispatch on a CPU, and the op-by-op step costs +11 % on MLP-4 where the kernel costs +3-4 %
+  (``benchmarks/overhead.py``). Built once on first use (~30 s, cached); where it cannot be built,
+  the PyTorch ops run instead, with a warning. ``NSR_CPU_KERNEL=0`` turns it off.
 * :func:`intra_class_variance` — measures, without training, each layer's intra-class response
   variance on a data set (sum and mean over neurons of σ_n = Σ_j α_j Var(X_{n,j})), batch by batch.
 
@@ -19,9 +24,19 @@ layers a zero response means "inactive" and is left out of both the class means 
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +66,75 @@ def nsr_penalty(x: Tensor, y: Tensor, class_mean: Tensor, mask: Tensor | None = 
     # Masked responses get themselves as target, so they add 0 and only the count divides.
     target = torch.where(mask.bool(), target, x.detach())  # (B, N)
     return F.mse_loss(x, target, reduction="sum") / mask.sum().clamp_min(1.0)  # ()
+
+
+KERNEL_SOURCE = Path(__file__).with_name("csrc") / "nsr_cpu.cpp"
+
+
+def kernel_build_dir() -> Path:
+    """Where the compiled kernel is cached: one folder per source, torch and Python version."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nsr-search"
+    digest = hashlib.sha256(KERNEL_SOURCE.read_bytes()).hexdigest()[:12]
+    tag = f"torch{torch.__version__.split('+')[0]}-py{sys.version_info[0]}{sys.version_info[1]}"
+    return root / "kernels" / f"{tag}-{digest}"
+
+
+def _import_built(path: Path) -> ModuleType:
+    # A built kernel is imported directly: torch's loader would first import setuptools and run
+    # ninja, about a second of every trial's start-up.
+    spec = importlib.util.spec_from_file_location("nsr_cpu", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def cpu_kernel() -> ModuleType | None:
+    """The compiled NSR step for CPU tensors, or None where it is off or cannot be built.
+
+    Built by torch's JIT extension loader with the system C++ compiler the first time (~30 s on
+    2 cores, under a file lock so concurrent trials build it once) and imported from the cache
+    after that.
+    """
+    if os.environ.get("NSR_CPU_KERNEL", "1") == "0":
+        return None
+    build_dir = kernel_build_dir()
+    built = build_dir / "nsr_cpu.so"
+    if built.exists():
+        try:
+            return _import_built(built)
+        except ImportError:
+            pass  # half-written by a concurrent build, or stale: build under the lock below
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        print(f"nsr: building the C++ CPU kernel (once, ~30 s) in {build_dir}", file=sys.stderr,
+              flush=True)
+        # Its import warns that no CUDA runtime exists: true and irrelevant for a CPU kernel.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        from torch.utils import cpp_extension
+
+        venv_bin = str(Path(sys.executable).parent)
+        if shutil.which("ninja") is None and shutil.which("ninja", path=venv_bin):
+            # The pip-installed ninja lies beside this Python, which may not be on PATH.
+            os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+        return cpp_extension.load(
+            name="nsr_cpu",
+            sources=[str(KERNEL_SOURCE)],
+            extra_cflags=["-O3"],
+            build_directory=str(build_dir),
+            verbose=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - any build failure means "use the PyTorch ops"
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        warnings.warn(
+            f"NSR's C++ CPU kernel could not be built ({first_line}); using PyTorch ops, "
+            "which make each training step slower (set NSR_CPU_KERNEL=0 to silence this)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
 
 
 class ClassMeanQueue:
@@ -84,14 +168,34 @@ class ClassMeanQueue:
         self._total_counts: Tensor | None = None  # (J, K) view of C_j, made once
         self._ones: Tensor | None = None  # (B, 1) count column for unmasked layers
         self._neurons = 0
+        self._cpu_width = -1
         self._slot = 0
         self._steps = 0
+
+    def _buffers(self, neurons: int, width: int, device: torch.device) -> None:
+        """Allocate the ring and the totals (zeros) unless they already have this shape."""
+        ring = self._ring
+        if ring is not None and ring.shape[2] == width and self._neurons == neurons:
+            if ring.device == device:
+                return
+        self._ring = torch.zeros(self.queue_batches, self.num_classes, width, device=device)
+        self._slots = list(self._ring.unbind(0))
+        self._total = torch.zeros(self._ring.shape[1:], device=device)
+        self._total_sums, self._total_counts = self._total.split([neurons, width - neurons], dim=1)
+        self._neurons = neurons
+        # The kernel's cheap "same buffers?" test: the width of a CPU ring, -1 elsewhere.
+        self._cpu_width = width if device.type == "cpu" else -1
+        self._slot = 0
+        self._steps = 0
+
+    def _advance(self) -> None:
+        self._slot = (self._slot + 1) % self.queue_batches
+        self._steps += 1
 
     def push(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> None:
         """Add one batch (x: (B, N) without gradient, y: (B,)) and drop the oldest of the M."""
         if x.dtype != torch.float32:
             x = x.float()  # (B, N); fp16/bf16 sums would lose counts past 2,048
-        neurons = x.shape[1]
         if mask is None:
             if self._ones is None or self._ones.shape[0] != x.shape[0]:
                 self._ones = torch.ones(x.shape[0], 1, device=x.device)
@@ -99,25 +203,35 @@ class ClassMeanQueue:
         else:
             # Masked zeros add nothing to the sums; the per-neuron counts skip them.
             stats = torch.cat((x, mask.to(x.dtype)), dim=1)  # (B, 2N)
-        if self._ring is None or self._ring.shape[2] != stats.shape[1] or self._neurons != neurons:
-            self._ring = torch.zeros(
-                self.queue_batches, self.num_classes, stats.shape[1], device=x.device
-            )
-            self._slots = list(self._ring.unbind(0))
-            self._total = torch.zeros(self._ring.shape[1:], device=x.device)
-            self._total_sums, self._total_counts = self._total.split(
-                [neurons, stats.shape[1] - neurons], dim=1
-            )
-            self._neurons = neurons
-        assert self._total is not None
+        self._buffers(x.shape[1], stats.shape[1], x.device)
+        assert self._total is not None and self._ring is not None
         slot = self._slots[self._slot]  # (J, N + K)
         self._total.sub_(slot)
         slot.zero_().index_add_(0, y, stats)  # this batch's per-class sums and counts
         self._total.add_(slot)
-        self._slot = (self._slot + 1) % self.queue_batches
-        self._steps += 1
-        if self._steps % self.RESYNC_EVERY == 0:
+        if (self._steps + 1) % self.RESYNC_EVERY == 0:
             torch.sum(self._ring, dim=0, out=self._total)
+        self._advance()
+
+    def add_penalty_compiled(
+        self, kernel: ModuleType, loss: Tensor, x: Tensor, y: Tensor, weight: float, relu: bool
+    ) -> Tensor:
+        """``loss + weight · nsr_penalty(x)`` after pushing (x, y), as one :func:`cpu_kernel` call.
+
+        loss: () float32, x: (B, N) float32, both on the CPU; the same state and arithmetic as
+        :meth:`push` + :meth:`sample_means` + the penalty, so both paths can share a queue.
+        """
+        neurons = x.shape[1]
+        width = 2 * neurons if relu else neurons + 1
+        if self._cpu_width != width or self._neurons != neurons:
+            self._buffers(neurons, width, x.device)
+        self._steps += 1
+        out = kernel.add_penalty(
+            loss, x, y, self._ring, self._total, self._slot, relu,
+            self._steps % self.RESYNC_EVERY == 0, weight,
+        )
+        self._slot = (self._slot + 1) % self.queue_batches
+        return out
 
     def sample_means(self, y: Tensor) -> Tensor:
         """μ̂_{y_i} for each sample: (B, N). Classes of the last push have a count >= 1."""
@@ -167,7 +281,9 @@ class NeuronSteadiness:
     by default a layer counts as ReLU when the hooked module is ``nn.ReLU``). Each layer has its own
     queue and its own λ. Hooks do nothing while the model is in eval mode: evaluation costs nothing.
     ``targets_index`` in :meth:`set_targets` selects which rows of a layer's output are labelled
-    samples (GNNs: the training nodes among all nodes).
+    samples (GNNs: the training nodes among all nodes). The hooks only keep each layer's responses;
+    :meth:`add_penalty` pushes them into the queues and adds the penalties, float32 CPU layers
+    through :func:`cpu_kernel` (``kernel=False``: always the PyTorch ops).
     """
 
     def __init__(
@@ -176,6 +292,7 @@ class NeuronSteadiness:
         layers: Mapping[str, float] | Iterable[LayerSpec],
         num_classes: int,
         queue_batches: int = 5,
+        kernel: bool = True,
     ) -> None:
         if isinstance(layers, Mapping):
             specs = [
@@ -189,64 +306,72 @@ class NeuronSteadiness:
                 raise ValueError(f"λ of layer {spec.name!r} must be > 0, got {spec.weight}")
         self.model = model
         self.specs = specs
+        self.kernel = kernel
         self.queues = {s.name: ClassMeanQueue(num_classes, queue_batches) for s in specs}
         self._targets: Tensor | None = None
         self._index: Tensor | None = None
-        self._pending: list[tuple[Tensor, float]] = []  # (unweighted penalty, λ) per layer
+        # Per hooked forward: (layer, responses (B, N) with gradient, their labels, x's version).
+        self._pending: list[tuple[LayerSpec, Tensor, Tensor, int]] = []
         self._handles = [
             resolve_module(model, s.name).register_forward_hook(self._hook_for(s)) for s in specs
         ]
 
     def _hook_for(self, spec: LayerSpec):  # noqa: ANN202 - a torch hook closure
-        queue = self.queues[spec.name]
-
         def hook(module: nn.Module, inputs: object, output: Tensor) -> None:
             if not module.training or self._targets is None:
                 return
             x = neuron_responses(output)  # (B, N)
             if self._index is not None:
                 x = x[self._index]  # (B_labelled, N)
-            y = self._targets  # (B,)
-            x_const = x.detach()  # (B, N)
-            if not spec.relu:
-                queue.push(x_const, y)
-                penalty = F.mse_loss(x, queue.sample_means(y))  # () = nsr_penalty, one fused op
-            else:
-                active = x_const != 0  # (B, N) ReLU zeros are inactive, not responses
-                queue.push(x_const, y, active)
-                # Inactive responses get themselves as target: they add 0, only the count divides.
-                target = torch.where(active, queue.sample_means(y), x_const)  # (B, N)
-                penalty = F.mse_loss(x, target, reduction="sum") / active.sum().clamp_min(1)
-            self._pending.append((penalty, spec.weight))
+            self._pending.append((spec, x, self._targets, x._version))
 
         return hook
+
+    def _add_layer(self, loss: Tensor, spec: LayerSpec, x: Tensor, y: Tensor) -> Tensor:
+        """``loss + λ · penalty`` of one layer's responses x: (B, N), pushed into its queue."""
+        queue = self.queues[spec.name]
+        if self.kernel and x.is_cpu and x.dtype is torch.float32 and loss.dtype is torch.float32:
+            kernel = cpu_kernel()
+            if kernel is not None:
+                return queue.add_penalty_compiled(kernel, loss, x, y, spec.weight, spec.relu)
+        x_const = x.detach()  # (B, N)
+        if not spec.relu:
+            queue.push(x_const, y)
+            penalty = F.mse_loss(x, queue.sample_means(y))  # () = nsr_penalty, one fused op
+        else:
+            active = x_const != 0  # (B, N) ReLU zeros are inactive, not responses
+            queue.push(x_const, y, active)
+            # Inactive responses get themselves as target: they add 0, only the count divides.
+            target = torch.where(active, queue.sample_means(y), x_const)  # (B, N)
+            penalty = F.mse_loss(x, target, reduction="sum") / active.sum().clamp_min(1)
+        # One add(alpha=λ) instead of a multiply and an add: every op on the hot path costs.
+        return torch.add(loss, penalty, alpha=spec.weight)
 
     def set_targets(self, y: Tensor, index: Tensor | None = None) -> None:
         """Labels of the next forward pass (and, for GNNs, which output rows they belong to)."""
         self._targets = y
         self._index = index
 
+    def add_penalty(self, loss: Tensor) -> Tensor:
+        """``loss + Σ_l λ_l · penalty_l`` of the forward passes since the last call, then reset."""
+        pending, self._pending = self._pending, []
+        for spec, x, y, version in pending:
+            if x._version != version:
+                # The penalty reads the responses now: an in-place op after the hooked layer
+                # (e.g. ReLU(inplace=True)) would have changed them since the forward pass.
+                raise RuntimeError(
+                    f"the output of layer {spec.name!r} was modified in place after its forward "
+                    "pass; NSR needs it unchanged (use a non-inplace op after this layer)"
+                )
+            loss = self._add_layer(loss, spec, x, y)
+        return loss
+
     def pop(self) -> Tensor | float:
-        """Sum of the λ-weighted penalties of the last forward pass (0.0 if none), then reset."""
+        """Σ_l λ_l · penalty_l of the forward passes since the last call (0.0 if none)."""
         if not self._pending:
             return 0.0
-        penalty, weight = self._pending[0]
-        total = penalty * weight
-        for penalty, weight in self._pending[1:]:
-            total = torch.add(total, penalty, alpha=weight)
-        self._pending = []
-        return total
-
-    def add_penalty(self, loss: Tensor) -> Tensor:
-        """``loss + Σ_l λ_l · penalty_l`` of the last forward pass, then reset (= loss + pop()).
-
-        One ``add(alpha=λ)`` per layer instead of a multiply and an add: on a CPU every op in
-        the training step costs microseconds of dispatch, and this is the hot path.
-        """
-        for penalty, weight in self._pending:
-            loss = torch.add(loss, penalty, alpha=weight)
-        self._pending = []
-        return loss
+        zero = torch.zeros((), device=self._pending[0][1].device)
+        return self.add_penalty(zero)
 
     def remove(self) -> None:
         for h in self._handles:

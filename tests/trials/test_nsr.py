@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,6 +13,7 @@ from trials.mlp import MLP
 from trials.nsr import (
     ClassMeanQueue,
     NeuronSteadiness,
+    cpu_kernel,
     intra_class_variance,
     neuron_responses,
     nsr_penalty,
@@ -198,13 +200,15 @@ def test_queue_stays_exact_over_many_steps() -> None:
     )
 
 
-def test_fused_hook_penalty_equals_the_pure_function_in_value_and_gradient() -> None:
-    # The hook runs a fused autograd function; it must match λ · nsr_penalty exactly.
+@pytest.mark.parametrize("kernel", [True, False], ids=["cpp-kernel", "torch-ops"])
+def test_hook_penalty_equals_the_pure_function_in_value_and_gradient(kernel: bool) -> None:
+    # Both hot paths (the C++ kernel and the op-by-op one) must match λ · nsr_penalty exactly,
+    # over several steps so the ring wraps (M = 2) and the class means move.
     gen = torch.Generator().manual_seed(5)
     for relu in (False, True):
         model = nn.Sequential()
         model.add_module("act", nn.ReLU() if relu else nn.Identity())
-        reg = NeuronSteadiness(model, {"act": 3.0}, num_classes=4, queue_batches=2)
+        reg = NeuronSteadiness(model, {"act": 3.0}, num_classes=4, queue_batches=2, kernel=kernel)
         ref_queue = ClassMeanQueue(num_classes=4, queue_batches=2)
         for _ in range(4):
             x = torch.randn(12, 5, generator=gen, requires_grad=True)
@@ -224,3 +228,71 @@ def test_fused_hook_penalty_equals_the_pure_function_in_value_and_gradient() -> 
             torch.testing.assert_close(fused.detach(), ref.detach())
             torch.testing.assert_close(grad_fused, grad_ref)
             assert out.shape == x.shape
+
+
+def test_cpu_kernel_builds_here() -> None:
+    # CI has a C++ compiler: the fast path must really be in use there, not silently skipped.
+    assert cpu_kernel() is not None
+
+
+def test_kernel_queue_stays_exact_over_many_steps() -> None:
+    # The kernel keeps the same running totals and rebuilds them every RESYNC_EVERY steps.
+    kernel = cpu_kernel()
+    assert kernel is not None
+    gen = torch.Generator().manual_seed(6)
+    queue = ClassMeanQueue(num_classes=10, queue_batches=5)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for _ in range(2_500):
+        x = 50.0 + 10.0 * torch.randn(20, 3, generator=gen)
+        y = torch.randint(0, 10, (20,), generator=gen)
+        seen = [*seen[-4:], (x, y)]
+        queue.add_penalty_compiled(kernel, torch.zeros(()), x, y, 1.0, relu=False)
+    torch.testing.assert_close(
+        queue.means().double(), _exact_means(seen, 10, mask=False), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_kernel_and_torch_paths_share_one_queue() -> None:
+    # Switching path mid-training (e.g. a CPU fallback) continues the same class means.
+    kernel = cpu_kernel()
+    assert kernel is not None
+    gen = torch.Generator().manual_seed(7)
+    queue, ref = ClassMeanQueue(3, 2), ClassMeanQueue(3, 2)
+    for step in range(6):
+        x = torch.relu(torch.randn(8, 4, generator=gen))
+        y = torch.randint(0, 3, (8,), generator=gen)
+        mask = (x != 0).float()
+        if step % 2:
+            queue.add_penalty_compiled(kernel, torch.zeros(()), x, y, 1.0, relu=True)
+        else:
+            queue.push(x, y, mask)
+        ref.push(x, y, mask)
+        torch.testing.assert_close(queue.means(), ref.means())
+
+
+def test_kernel_rejects_a_label_outside_the_classes() -> None:
+    kernel = cpu_kernel()
+    assert kernel is not None
+    queue = ClassMeanQueue(num_classes=3)
+    x = torch.randn(4, 2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="label 7 is outside 0..2"):
+        queue.add_penalty_compiled(kernel, torch.zeros(()), x, torch.tensor([0, 1, 7, 2]), 1.0,
+                                   relu=False)
+
+
+def test_inplace_change_after_the_hooked_layer_is_a_clear_error() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True))
+    reg = NeuronSteadiness(model, {"0": 1.0}, num_classes=2)
+    reg.set_targets(torch.tensor([0, 1]))
+    loss = model(torch.randn(2, 3)).sum()
+    with pytest.raises(RuntimeError, match="layer '0' was modified in place"):
+        reg.add_penalty(loss)
+
+
+def test_kernel_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NSR_CPU_KERNEL", "0")
+    cpu_kernel.cache_clear()
+    try:
+        assert cpu_kernel() is None
+    finally:
+        cpu_kernel.cache_clear()
