@@ -296,3 +296,24 @@ def test_kernel_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
         assert cpu_kernel() is None
     finally:
         cpu_kernel.cache_clear()
+
+
+def test_kernel_gradient_follows_a_scaled_loss() -> None:
+    # (c · loss).backward() — gradient accumulation, loss scaling — must scale the penalty's
+    # gradient too, exactly as the op-by-op path does.
+    gen = torch.Generator().manual_seed(8)
+    x0 = torch.randn(6, 3, generator=gen)
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    grads = []
+    for kernel in (True, False):
+        model = nn.Sequential()
+        model.add_module("id", nn.Identity())
+        reg = NeuronSteadiness(model, {"id": 2.0}, num_classes=2, kernel=kernel)
+        x = x0.clone().requires_grad_(True)
+        reg.set_targets(y)
+        out = model(x)
+        (0.25 * reg.add_penalty(out.square().mean())).backward()
+        assert x.grad is not None
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
