@@ -108,6 +108,10 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true", help="only measure NNI's overhead")
     parser.add_argument("--skip-nni", action="store_true", help="only time the full trial")
     args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error(f"--epochs {args.epochs}: must be >= 1")
+    if args.nni_trials < 1:
+        parser.error(f"--nni-trials {args.nni_trials}: must be >= 1 (or use --skip-nni)")
     if not args.skip_full:
         full_trial(args.epochs)
     if not args.skip_nni:

@@ -32,6 +32,9 @@ def free_port() -> int:
 
 def nni_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
+    # NNI keeps its experiments under HOME: a temporary one isolates them. Caches stay the real
+    # ones, or every experiment would rebuild NSR's C++ kernel (~30 s) in its empty HOME.
+    env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
     env["HOME"] = str(home)
     env["PYTHONPATH"] = str(REPO)
     return env

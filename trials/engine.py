@@ -80,11 +80,15 @@ def train_classifier(
     n = len(splits.train_x)
     best_val, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
     train_seconds = 0.0
+    # The shuffled epoch is gathered into buffers allocated once: a fresh 157 MB tensor per epoch
+    # (MNIST) costs page faults, ~60 ms an epoch on a 2-core CPU against ~13 ms for the copy.
+    x_epoch, y_epoch = torch.empty_like(splits.train_x), torch.empty_like(splits.train_y)
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=shuffle, device=splits.train_x.device)
-        x_epoch, y_epoch = splits.train_x[perm], splits.train_y[perm]  # one gather per epoch
+        torch.index_select(splits.train_x, 0, perm, out=x_epoch)  # (n, D) one gather per epoch
+        torch.index_select(splits.train_y, 0, perm, out=y_epoch)  # (n,)
         loss_sum = torch.zeros((), device=x_epoch.device)
         steps = 0
         for xb, yb in chunks(x_epoch, y_epoch, cfg.batch_size):
