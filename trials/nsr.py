@@ -225,12 +225,11 @@ class ClassMeanQueue:
         width = 2 * neurons if relu else neurons + 1
         if self._cpu_width != width or self._neurons != neurons:
             self._buffers(neurons, width, x.device)
-        self._steps += 1
+        resync = (self._steps + 1) % self.RESYNC_EVERY == 0
         out = kernel.add_penalty(
-            loss, x, y, self._ring, self._total, self._slot, relu,
-            self._steps % self.RESYNC_EVERY == 0, weight,
+            loss, x, y, self._ring, self._total, self._slot, relu, resync, weight
         )
-        self._slot = (self._slot + 1) % self.queue_batches
+        self._advance()
         return out
 
     def sample_means(self, y: Tensor) -> Tensor:
