@@ -128,6 +128,8 @@ def cpu_kernel() -> ModuleType | None:
         )
     except Exception as exc:  # noqa: BLE001 - any build failure means "use the PyTorch ops"
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if len(first_line) > 160:  # a compiler command line: its head says enough
+            first_line = first_line[:157] + "..."
         warnings.warn(
             f"NSR's C++ CPU kernel could not be built ({first_line}); using PyTorch ops, "
             "which make each training step slower (set NSR_CPU_KERNEL=0 to silence this)",
