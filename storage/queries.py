@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, case, func, select
@@ -191,38 +192,40 @@ def get_trial(session: Session, nni_id: str, trial_job_id: str) -> TrialDetail:
     return _trial_detail(session, row[0], row[1])
 
 
-def _trials_query(
-    session: Session,
-    experiment: str | None,
-    model: str | None,
-    dataset: str | None,
-    status: str | None,
-    layers: str | None,
-) -> Select[Any]:
+@dataclass(frozen=True)
+class TrialFilter:
+    """Which trials a list or export covers; ``None`` means "any". One value for every route that
+    filters trials, so a new filter is added in one place."""
+
+    experiment: str | None = None
+    model: str | None = None
+    dataset: str | None = None
+    status: str | None = None
+    layers: str | None = None
+
+
+def _trials_query(session: Session, where: TrialFilter) -> Select[Any]:
     q = select(Trial, Experiment.nni_id).join(Experiment, Trial.experiment_id == Experiment.id)
-    if experiment is not None:
-        if session.scalar(select(Experiment.id).where(Experiment.nni_id == experiment)) is None:
-            raise NotFound(f"unknown experiment {experiment!r}")
-        q = q.where(Experiment.nni_id == experiment)
-    if model is not None:
-        q = q.where(Trial.model == model)
-    if dataset is not None:
-        q = q.where(Trial.dataset == dataset)
-    if status is not None:
-        q = q.where(Trial.status == status.upper())
-    if layers is not None:
-        q = q.where(Trial.layers == layers)
+    if where.experiment is not None:
+        known = select(Experiment.id).where(Experiment.nni_id == where.experiment)
+        if session.scalar(known) is None:
+            raise NotFound(f"unknown experiment {where.experiment!r}")
+        q = q.where(Experiment.nni_id == where.experiment)
+    if where.model is not None:
+        q = q.where(Trial.model == where.model)
+    if where.dataset is not None:
+        q = q.where(Trial.dataset == where.dataset)
+    if where.status is not None:
+        q = q.where(Trial.status == where.status.upper())
+    if where.layers is not None:
+        q = q.where(Trial.layers == where.layers)
     return q
 
 
 def list_trials(
     session: Session,
+    where: TrialFilter = TrialFilter(),
     *,
-    experiment: str | None = None,
-    model: str | None = None,
-    dataset: str | None = None,
-    status: str | None = None,
-    layers: str | None = None,
     sort: TrialSort = "val_error",
     descending: bool = False,
     limit: int = 50,
@@ -231,7 +234,7 @@ def list_trials(
     _check_page(limit, offset)
     if sort not in SORT_COLUMNS:
         raise InvalidValue(f"sort={sort!r} is not allowed: one of {', '.join(SORT_COLUMNS)}")
-    q = _trials_query(session, experiment, model, dataset, status, layers)
+    q = _trials_query(session, where)
     total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
     col = SORT_COLUMNS[sort]
     # Rows without a value go last in both directions (portable NULLS LAST).
@@ -242,16 +245,10 @@ def list_trials(
 
 
 def iter_trials_csv_rows(
-    session: Session,
-    *,
-    experiment: str | None = None,
-    model: str | None = None,
-    dataset: str | None = None,
-    status: str | None = None,
-    layers: str | None = None,
+    session: Session, where: TrialFilter = TrialFilter()
 ) -> tuple[list[str], Iterator[list[Any]]]:
     """Header and rows for a CSV export: fixed columns, then one per parameter and metric key."""
-    q = _trials_query(session, experiment, model, dataset, status, layers).order_by(Trial.id)
+    q = _trials_query(session, where).order_by(Trial.id)
     rows = session.execute(q).all()
     param_keys = sorted({k for t, _ in rows for k in (t.parameters or {})})
     metric_keys = sorted({k for t, _ in rows for k in (t.final_metrics or {})})
@@ -389,8 +386,13 @@ def best_lambda_per_layer(session: Session, model: str, dataset: str) -> BestLam
             k = int(layers)
             out.append(
                 LayerLambda(
-                    layer=k, lam=lams.get((tid, k)), val_error=val, test_error=test,
-                    experiment=nni_id, trial_job_id=job, n_trials=counts[tid],
+                    layer=k,
+                    lam=lams.get((tid, k)),
+                    val_error=val,
+                    test_error=test,
+                    experiment=nni_id,
+                    trial_job_id=job,
+                    n_trials=counts[tid],
                 )  # fmt: skip
             )
     out.sort(key=lambda r: r.layer)
@@ -568,4 +570,3 @@ def trial_filters_valid(status: str | None) -> None:
                "EARLY_STOPPED", "UNKNOWN"}  # fmt: skip
     if status is not None and status.upper() not in allowed:
         raise InvalidValue(f"status={status!r} is not allowed: one of {sorted(allowed)}")
-

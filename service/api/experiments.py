@@ -4,7 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from service.api.params import Dataset, Layers, Limit, Model, Offset, Status
+from service.api.params import (
+    Dataset,
+    ExperimentTrialFilterDep,
+    Limit,
+    Model,
+    Offset,
+    SortOrder,
+)
 from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, WriteAccess
 from storage import ingest, queries
 from storage.queries import TrialSort
@@ -41,18 +48,15 @@ def get_experiment(session: SessionDep, nni_id: str) -> ExperimentDetail:
 @router.get("/{nni_id}/trials", response_model=Page[TrialSummary])
 def list_experiment_trials(
     session: SessionDep,
-    nni_id: str,
-    status: Status = None,
-    layers: Layers = None,
+    where: ExperimentTrialFilterDep,
     sort: TrialSort = "val_error",
-    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    order: SortOrder = "asc",
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[TrialSummary]:
     return queries.list_trials(
-        session, experiment=nni_id, status=status, layers=layers, sort=sort,
-        descending=order == "desc", limit=limit, offset=offset,
-    )  # fmt: skip
+        session, where, sort=sort, descending=order == "desc", limit=limit, offset=offset
+    )
 
 
 @router.get("/{nni_id}/trials/{trial_job_id}", response_model=TrialDetail)

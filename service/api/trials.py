@@ -4,12 +4,11 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from service.api.params import Dataset, Layers, Limit, Model, Offset, Status
+from service.api.params import Limit, Offset, SortOrder, TrialFilterDep
 from service.deps import SessionDep
 from storage import queries
 from storage.queries import TrialSort
@@ -17,26 +16,19 @@ from storage.schemas import Page, TrialSummary
 
 router = APIRouter(tags=["trials"])
 
-Experiment = Annotated[str | None, Query(max_length=64, description="NNI experiment id")]
-
 
 @router.get("/trials", response_model=Page[TrialSummary])
 def list_trials(
     session: SessionDep,
-    experiment: Experiment = None,
-    model: Model = None,
-    dataset: Dataset = None,
-    status: Status = None,
-    layers: Layers = None,
+    where: TrialFilterDep,
     sort: TrialSort = "val_error",
-    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    order: SortOrder = "asc",
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[TrialSummary]:
     return queries.list_trials(
-        session, experiment=experiment, model=model, dataset=dataset, status=status,
-        layers=layers, sort=sort, descending=order == "desc", limit=limit, offset=offset,
-    )  # fmt: skip
+        session, where, sort=sort, descending=order == "desc", limit=limit, offset=offset
+    )
 
 
 @router.get(
@@ -44,17 +36,8 @@ def list_trials(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "one row per trial"}},
 )
-def export_trials_csv(
-    session: SessionDep,
-    experiment: Experiment = None,
-    model: Model = None,
-    dataset: Dataset = None,
-    status: Status = None,
-    layers: Layers = None,
-) -> StreamingResponse:
-    header, rows = queries.iter_trials_csv_rows(
-        session, experiment=experiment, model=model, dataset=dataset, status=status, layers=layers
-    )
+def export_trials_csv(session: SessionDep, where: TrialFilterDep) -> StreamingResponse:
+    header, rows = queries.iter_trials_csv_rows(session, where)
     # Rows are materialized by the query before the session closes; this only formats them.
     rows = list(rows)
 
@@ -72,7 +55,7 @@ def export_trials_csv(
 
     # Header values must be latin-1 and quote-free: any other character of a user-given filter
     # made this a 500 (found by schemathesis), so the file name keeps only safe characters.
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", experiment or model or "all")
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", where.experiment or where.model or "all")
     name = f"trials-{stem}.csv"
     return StreamingResponse(
         lines(),

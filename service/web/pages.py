@@ -62,7 +62,7 @@ def experiments_page(request: Request, session: SessionDep) -> HTMLResponse:
 @router.get("/experiments/{nni_id}", response_class=HTMLResponse)
 def experiment_page(request: Request, session: SessionDep, nni_id: str) -> HTMLResponse:
     exp = queries.get_experiment(session, nni_id)
-    trials = queries.list_trials(session, experiment=nni_id, limit=1000)
+    trials = queries.list_trials(session, queries.TrialFilter(experiment=nni_id), limit=1000)
     plots = queries.experiment_plot_data(session, nni_id)
     return templates.TemplateResponse(
         request, "experiment.html", {"exp": exp, "trials": trials, "plots": plots}
@@ -81,4 +81,3 @@ def model_page(request: Request, session: SessionDep, model: str, dataset: str) 
         "cmp": queries.compare(session, model, dataset),
     }
     return templates.TemplateResponse(request, "model.html", ctx)
-

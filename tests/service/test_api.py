@@ -60,6 +60,13 @@ def test_trials_filters_sorting_and_paging(client):
     assert t.status_code == 200 or vanilla[0]["experiment"] != "expA"
     assert client.get("/api/experiments/expA/trials/T99999").json()["detail"] == (
         "unknown trial 'T99999' in experiment 'expA'")  # fmt: skip
+    # The experiment's own trial list takes the same filters, inside that experiment only.
+    own = client.get("/api/experiments/expA/trials", params={"layers": "none", "limit": 1000})
+    rows = own.json()["items"]
+    assert rows and {(t["experiment"], t["parameters"]["layers"]) for t in rows} == {
+        ("expA", "none")}  # fmt: skip
+    assert len(rows) < len(vanilla)  # the other experiments' vanilla trials are left out
+    assert client.get("/api/experiments/nope/trials").status_code == 404
 
 
 def test_bad_query_values_are_422_naming_the_value(client):

@@ -10,6 +10,7 @@ from storage import queries as q
 from storage.errors import InvalidValue, NotFound
 from storage.ingest import ingest_experiment
 from storage.nni_reader import RawExperiment, RawTrial
+from storage.queries import TrialFilter as TF
 
 
 def final(val, test, var2, var3, var4):
@@ -113,18 +114,18 @@ def test_unknown_model_or_dataset_is_not_found_with_known_values(loaded):
 
 def test_trial_lists_filter_sort_and_page(loaded):
     with loaded.session_scope() as s:
-        page = q.list_trials(s, model="mlp4", limit=3)
+        page = q.list_trials(s, TF(model="mlp4"), limit=3)
         assert page.total == 10 and [t.trial_job_id for t in page.items] == ["t9", "t6", "t4"]
-        last = q.list_trials(s, model="mlp4", limit=3, offset=9)
+        last = q.list_trials(s, TF(model="mlp4"), limit=3, offset=9)
         assert [t.trial_job_id for t in last.items] == ["t10"]  # no val error: last
-        desc = q.list_trials(s, experiment="q1", sort="val_error", descending=True, limit=1)
+        desc = q.list_trials(s, TF(experiment="q1"), sort="val_error", descending=True, limit=1)
         assert desc.items[0].trial_job_id == "t8"
-        assert q.list_trials(s, layers="4").total == 3
-        assert q.list_trials(s, status="failed").items[0].trial_job_id == "t10"
+        assert q.list_trials(s, TF(layers="4")).total == 3
+        assert q.list_trials(s, TF(status="failed")).items[0].trial_job_id == "t10"
         with pytest.raises(InvalidValue, match="limit=0.*1..1000"):
             q.list_trials(s, limit=0)
         with pytest.raises(NotFound, match="unknown experiment 'nope'"):
-            q.list_trials(s, experiment="nope")
+            q.list_trials(s, TF(experiment="nope"))
         exps = q.list_experiments(s)
         assert {(e.nni_id, e.n_trials, e.n_succeeded) for e in exps.items} == {
             ("q1", 10, 9), ("q2", 1, 1)}  # fmt: skip
@@ -134,7 +135,7 @@ def test_trial_lists_filter_sort_and_page(loaded):
 
 def test_csv_rows_have_every_parameter_and_metric(loaded):
     with loaded.session_scope() as s:
-        header, rows = q.iter_trials_csv_rows(s, experiment="q1")
+        header, rows = q.iter_trials_csv_rows(s, TF(experiment="q1"))
         rows = list(rows)
     assert len(rows) == 10
     assert {"param.lambda_3", "param.seed", "metric.var_4_init", "metric.test_error"} <= set(header)
