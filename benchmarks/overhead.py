@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from trials.engine import PlainSGD  # noqa: E402
 from trials.mlp import HIDDEN, MLP  # noqa: E402
 from trials.nsr import NeuronSteadiness, cpu_kernel  # noqa: E402
 
@@ -55,7 +56,7 @@ def main() -> None:
     y = torch.randint(0, 10, (50_000,), generator=gen)
     batch = 100
 
-    def make(nsr: bool) -> tuple[MLP, NeuronSteadiness, torch.optim.Optimizer]:
+    def make(nsr: bool) -> tuple[MLP, NeuronSteadiness, PlainSGD]:
         torch.manual_seed(0)
         model = MLP(784, HIDDEN["mlp4"], 10)
         names = model.regularizable_layers()
@@ -63,7 +64,7 @@ def main() -> None:
         return (
             model,
             NeuronSteadiness(model, layers, 10, kernel=use_kernel),
-            torch.optim.SGD(model.parameters(), lr=0.01),
+            PlainSGD(model.parameters(), lr=0.01),  # the MLP trial's optimizer
         )
 
     variants = {"vanilla": make(False), "nsr": make(not args.aa)}

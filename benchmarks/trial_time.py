@@ -39,11 +39,12 @@ def vanilla_step_ms(seconds: float = 3.0) -> float:
     import torch
     import torch.nn.functional as F
 
+    from trials.engine import PlainSGD
     from trials.mlp import HIDDEN, MLP
 
     torch.manual_seed(0)
     model = MLP(784, HIDDEN["mlp4"], 10)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = PlainSGD(model.parameters(), lr=0.01)
     x, y = torch.rand(5_000, 784), torch.randint(0, 10, (5_000,))
     blocks: list[float] = []
     end = time.perf_counter() + seconds

@@ -14,11 +14,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from trials.data import IMAGE_DATASETS, default_data_root, load_image_dataset
-from trials.engine import LoopConfig, train_classifier
+from trials.engine import LoopConfig, PlainSGD, train_classifier
 from trials.params import (
     TrialError,
     chosen_lambdas,
@@ -116,7 +115,7 @@ def main(p: MLPParams) -> dict[str, float]:
         splits,
         model.regularizable_layers(),
         lambdas,
-        lambda m: torch.optim.SGD(m.parameters(), lr=p.lr),
+        lambda m: PlainSGD(m.parameters(), lr=p.lr),
         cfg,
         Reporter(),
     )
