@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -56,7 +57,11 @@ def coerce(name: str, value: Any, tp: type) -> Any:
                 raise ValueError
             return int(value)
         if tp is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                # inf/nan parse as floats, but no hyperparameter here means anything by them.
+                raise TrialError(f"parameter {name}={value!r} must be a finite number")
+            return number
         if tp is str:
             return str(value)
     except (TypeError, ValueError):

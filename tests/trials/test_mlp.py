@@ -89,6 +89,8 @@ def test_cli_prints_the_final_metrics_as_json() -> None:
     [
         (["--lambda-4", "-1"], "lambda_4=-1.0 must be > 0"),
         (["--lambda-4", "0"], "lambda_4=0.0 must be > 0"),
+        (["--lambda-4", "inf"], "lambda_4='inf' must be a finite number"),
+        (["--lr", "nan"], "lr='nan' must be a finite number"),
         (["--layers", "3,7"], "the model has no layer 7; its layers are 2, 3, 4"),
         (["--layers", "fc3"], "'fc3' is not a layer index"),
         (["--dataset", "cifar"], "unknown data set 'cifar'; allowed: digits, mnist, fashion-mnist"),
