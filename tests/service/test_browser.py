@@ -84,6 +84,9 @@ def test_pages_show_rows_and_plots(server, tmp_path):
         page.goto(f"{server}/models/mlp4/digits")
         assert page.locator("#variance-ranking tbody tr").count() == 3
         assert page.locator("#best-config table tr").count() >= 5
+        # The best trial regularizes layer 4 only: its λ is shown, the unused λ of 2 and 3 are not.
+        best = page.locator("#best-config table").inner_text()
+        assert "λ of layer 4" in best and "lambda_2" not in best and "lambda_3" not in best
         page.wait_for_selector("#plot-recommendation .main-svg", timeout=20_000)
         page.screenshot(path=tmp_path / "model.png", full_page=True)
         browser.close()
