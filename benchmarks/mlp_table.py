@@ -2,8 +2,9 @@
 
     python benchmarks/mlp_table.py --model mlp4 --dataset fashion-mnist --epochs 100 --seeds 5
 
-NSR on the last layer (the logits) with the official code's λ (7.4865 for MLP-4) unless --lam is
-given; the same seeds, split and schedule for both. The paper's figures are on MNIST; with
+NSR on the last layer (the logits) with the official code's λ (7.4865 for MLP-4) unless --layer
+and --lam say otherwise (e.g. what a search's best-config answered); the same seeds, split and
+schedule for both. The paper's figures are on MNIST; with
 Fashion-MNIST (the offline data set here) the absolute errors differ, the comparison is the gain.
 """
 
@@ -41,9 +42,15 @@ def main_cli() -> None:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--layer", type=int, default=None, help="NSR layer (default: the last)")
     parser.add_argument("--lam", type=float, default=None, help="λ (default: the official one)")
     args = parser.parse_args()
-    last = len(HIDDEN[args.model]) + 2
+    layers = range(2, len(HIDDEN[args.model]) + 3)
+    last = layers[-1] if args.layer is None else args.layer
+    if last not in layers:
+        parser.error(f"--layer {last}: {args.model} has layers {', '.join(map(str, layers))}")
+    if args.epochs < 1 or args.seeds < 1:
+        parser.error("--epochs and --seeds must be >= 1")
     lam = args.lam if args.lam is not None else PAPER[args.model][2]
     results: dict[str, list[float]] = {"vanilla": [], "nsr": []}
     for seed in range(args.seeds):

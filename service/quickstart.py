@@ -45,6 +45,14 @@ def http_json(url: str, method: str = "GET", timeout: float = 10.0) -> Any:
         return json.loads(resp.read())
 
 
+def sync_line(report: Mapping[str, Any]) -> str:
+    """One readable line for a ``POST /api/sync`` answer; its errors, if any, on their own lines."""
+    counts = ", ".join(f"{report.get(k, 0)} {k}" for k in ("inserted", "updated", "unchanged"))
+    line = f"service synced {report.get('experiments', 0)} experiment(s): trials {counts}"
+    errors = [str(e) for e in report.get("errors") or []]
+    return "\n".join([line, *(f"  sync error: {e}" for e in errors)])
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
         print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
         report = http_json(f"{base}/api/sync", method="POST", timeout=120)
-        print(f"service synced: {json.dumps(report, default=str)[:300]}", flush=True)
+        print(sync_line(report), flush=True)
         for line in summary(base, model, dataset):
             print(line)
         print(

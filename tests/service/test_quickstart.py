@@ -41,6 +41,7 @@ def test_quickstart_runs_the_search_and_prints_the_best_lambda_from_the_service(
         text = out.stdout
         assert f"service: started at http://127.0.0.1:{port}/" in text
         assert "DONE, trials 3 succeeded (of 3)" in text
+        assert "service synced 1 experiment(s): trials " in text and "sync error" not in text
         assert "best config for mlp4 on digits: layers=" in text
         assert "validation error" in text and "best λ per layer:" in text
         assert f"results UI: http://127.0.0.1:{port}/" in text
