@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from service.app import create_app
 from service.settings import Settings
+from storage.synthetic import make_nni_dir
 
 
 def test_openapi_lists_every_route(client):
@@ -188,3 +190,18 @@ def test_docs_work_offline(client):
         r = client.get(url)
         assert r.status_code == 200 and len(r.content) > 500, url
     assert client.get("/redoc").status_code == 404  # ReDoc needs a CDN: off
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_model_page_says_what_the_layer_rule_needs_without_vanilla_trials(db_url, tmp_path):
+    # Seed 1's three synthetic trials all put NSR on layer 2: no vanilla variance to rank.
+    nni_dir = make_nni_dir(tmp_path, {"expN": {"n_trials": 3, "model": "mlp4",
+                                               "dataset": "toy", "seed": 1}})  # fmt: skip
+    settings = Settings(database_url=db_url, nni_dir=nni_dir, sync_interval=0)
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/api/sync").json()["inserted"] == 3
+        rec = c.get("/api/models/mlp4/toy/recommendation").json()
+        assert rec["recommended_layer"] is None and rec["empirical_best_layer"] is not None
+        html = c.get("/models/mlp4/toy").text
+    assert "no answer yet</strong>: it needs vanilla trials" in html
+    assert f"<strong>layer {rec['empirical_best_layer']}</strong>" in html
