@@ -43,6 +43,8 @@ class RawTrial:
     end_time: int | None
     final: str | None = None  # NNI's stored text of the first FINAL metric
     intermediate: list[str] = field(default_factory=list)  # stored text, in sequence order
+    parameter_id: int | None = None  # the parameter set NNI's trial record names
+    reported_parameter_id: int | None = None  # the set the trial's own metrics name
 
 
 @dataclass
@@ -104,8 +106,14 @@ def experiment_db_path(entry: RegistryEntry, nni_dir: Path) -> Path:
     return base / entry.nni_id / "db" / "nni.sqlite"
 
 
+# Part of every source stamp: raise it when the reader changes what it makes of the same file, so
+# that the next sync reads stopped experiments again (2: trials' parameters from their metrics).
+READER_VERSION = 2
+
+
 def source_stamp(db_path: Path) -> str | None:
-    """Size and mtime of nni.sqlite and its WAL: changes whenever NNI writes."""
+    """Size and mtime of nni.sqlite and its WAL (changes whenever NNI writes), and the reader's
+    version."""
     parts = []
     for p in (db_path, Path(str(db_path) + "-wal")):
         try:
@@ -113,7 +121,7 @@ def source_stamp(db_path: Path) -> str | None:
         except OSError:
             continue
         parts.append(f"{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts) or None
+    return f"r{READER_VERSION}|" + "|".join(parts) if parts else None
 
 
 def _hyper_parameters(text: str | None) -> dict[str, Any] | None:
@@ -131,6 +139,46 @@ def _parameters_of(hparam: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     params = hparam.get("parameters", {})
     return params if isinstance(params, dict) else {"value": params}
+
+
+def _start_with(trial: RawTrial, hparam: dict[str, Any], sets: dict[int, dict[str, Any]]) -> None:
+    """Record the parameter set NNI says ``trial`` was started with (and every set by its id)."""
+    params = _parameters_of(hparam)
+    pid = _int_or_none(hparam.get("parameter_id"))
+    if pid is not None:
+        sets.setdefault(pid, params)
+    if not trial.parameters:  # the first set is the one the trial was started with
+        trial.parameters = params
+        trial.parameter_id = pid
+
+
+def reconcile_parameters(trials: dict[str, RawTrial], sets: dict[int, dict[str, Any]]) -> int:
+    """Give each trial the parameter set it really trained with; returns how many changed.
+
+    NNI 3.0's local training service can hand two trials started together each other's
+    parameter set: the trial job's record names one set while the trial process receives the
+    other, trains with it and reports its metrics under that set's id (seen here in a third of
+    the trials of searches with trialConcurrency 2). The id in the metrics is the truth. A trial
+    without metrics whose recorded set was reported by another trial got that trial's recorded
+    set: the two swapped.
+    """
+    claimed = {t.reported_parameter_id: t for t in trials.values()
+               if t.reported_parameter_id is not None}  # fmt: skip
+    actual: dict[str, int] = {}
+    for t in trials.values():
+        if t.reported_parameter_id is not None:
+            actual[t.trial_job_id] = t.reported_parameter_id
+            continue
+        partner = claimed.get(t.parameter_id) if t.parameter_id is not None else None
+        if partner is not None and partner.parameter_id not in claimed:
+            actual[t.trial_job_id] = partner.parameter_id  # type: ignore[assignment]
+    changed = 0
+    for t in trials.values():
+        pid = actual.get(t.trial_job_id)
+        if pid is not None and pid != t.parameter_id and pid in sets:
+            t.parameters, t.parameter_id = sets[pid], pid
+            changed += 1
+    return changed
 
 
 def read_sqlite(db_path: Path, entry: RegistryEntry | None = None) -> RawExperiment:
@@ -153,7 +201,7 @@ def read_sqlite(db_path: Path, entry: RegistryEntry | None = None) -> RawExperim
             "ORDER BY rowid"
         ).fetchall()
         metrics = conn.execute(
-            "SELECT trialJobId, type, sequence, data FROM MetricData ORDER BY rowid"
+            "SELECT trialJobId, parameterId, type, sequence, data FROM MetricData ORDER BY rowid"
         ).fetchall()
     except sqlite3.Error as exc:
         raise SourceError(f"cannot read {db_path}: {exc}") from exc
@@ -172,6 +220,7 @@ def read_sqlite(db_path: Path, entry: RegistryEntry | None = None) -> RawExperim
         start, end = _int_or_none(profile[2]), _int_or_none(profile[3])
 
     trials: dict[str, RawTrial] = {}
+    sets: dict[int, dict[str, Any]] = {}
     for job_id, event, data, seq_id, ts in events:
         if not job_id:
             continue
@@ -194,13 +243,13 @@ def read_sqlite(db_path: Path, entry: RegistryEntry | None = None) -> RawExperim
         elif event != "ADD_HYPERPARAMETER":
             trial.status = event
         hparam = _hyper_parameters(data)
-        # The first hyper-parameter set is the one the trial was started with.
-        if hparam is not None and not trial.parameters:
-            trial.parameters = _parameters_of(hparam)
+        if hparam is not None:
+            _start_with(trial, hparam, sets)
         if seq_id is not None and trial.sequence_id is None:
             trial.sequence_id = int(seq_id)
 
-    _attach_metrics(trials, ((m[0], m[1], m[2], m[3]) for m in metrics))
+    _attach_metrics(trials, metrics)
+    reconcile_parameters(trials, sets)
     return RawExperiment(
         nni_id=nni_id,
         name=config.get("experimentName") or (entry.name if entry else None),
@@ -215,11 +264,14 @@ def read_sqlite(db_path: Path, entry: RegistryEntry | None = None) -> RawExperim
 
 
 def _attach_metrics(trials: dict[str, RawTrial], metrics: Any) -> None:
+    """``metrics``: (trial job id, parameter id, type, sequence, data) in arrival order."""
     periodic: dict[str, list[tuple[int, str]]] = {}
-    for job_id, mtype, sequence, data in metrics:
+    for job_id, parameter_id, mtype, sequence, data in metrics:
         trial = trials.get(job_id)
         if trial is None:
             continue
+        if trial.reported_parameter_id is None:
+            trial.reported_parameter_id = _int_or_none(parameter_id)
         if mtype == "FINAL":
             if trial.final is None:  # NNI, too, keeps the first FINAL
                 trial.final = data
@@ -260,21 +312,30 @@ def read_rest(entry: RegistryEntry, status: str, timeout: float = 10.0) -> RawEx
     except (httpx.HTTPError, ValueError) as exc:
         raise SourceError(f"NNI manager on port {entry.port} did not answer: {exc}") from exc
     trials: dict[str, RawTrial] = {}
+    sets: dict[int, dict[str, Any]] = {}
     for job in jobs:
-        hps = job.get("hyperParameters") or []
-        hparam = _hyper_parameters(hps[0]) if hps else None
-        trials[job["trialJobId"]] = RawTrial(
+        trial = RawTrial(
             trial_job_id=job["trialJobId"],
             status=str(job.get("status", "UNKNOWN")),
             sequence_id=_int_or_none(job.get("sequenceId")),
-            parameters=_parameters_of(hparam),
+            parameters={},
             start_time=_int_or_none(job.get("startTime")),
             end_time=_int_or_none(job.get("endTime")),
         )
+        hps = job.get("hyperParameters") or []
+        hparam = _hyper_parameters(hps[0]) if hps else None
+        if hparam is not None:
+            _start_with(trial, hparam, sets)
+        trials[trial.trial_job_id] = trial
     _attach_metrics(
         trials,
-        ((m.get("trialJobId"), m.get("type"), m.get("sequence"), m.get("data")) for m in metrics),
-    )
+        (
+            (m.get("trialJobId"), m.get("parameterId"), m.get("type"), m.get("sequence"),
+             m.get("data"))
+            for m in metrics
+        ),
+    )  # fmt: skip
+    reconcile_parameters(trials, sets)
     config = profile.get("params") or {}
     return RawExperiment(
         nni_id=profile.get("id") or entry.nni_id,

@@ -54,9 +54,20 @@ def test_service_matches_nni_then_resync_then_fresh_db_from_sqlite(nni_experimen
             assert stored["source"] == "rest"
         assert stored["model"] == "mlp4" and stored["dataset"] == "digits"
 
+        # What each trial ran: the parameter set its own metrics name. NNI's trial record can
+        # name the set of a trial started beside it (NNI 3.0, trialConcurrency > 1).
+        sets = {}
+        for t in exp.trials:
+            for h in t.get("hyperParameters") or []:
+                hp = json.loads(h)
+                sets[int(hp["parameter_id"])] = hp["parameters"]
+        ran = {m["trialJobId"]: sets[int(m["parameterId"])] for m in exp.metrics}
+        listed = client.get(f"/api/experiments/{exp.id}/trials", params={"limit": 1000}).json()
+        assert {t["trial_job_id"]: t["parameters"] for t in listed["items"]} == ran
+
         job, final, curve = nni_best_trial(exp)
         best = client.get("/api/models/mlp4/digits/best-config").json()["trial"]
-        params = json.loads(job["hyperParameters"][0])["parameters"]
+        params = ran[job["trialJobId"]]
         assert best["experiment"] == exp.id
         assert best["trial_job_id"] == job["trialJobId"]
         assert best["status"] == job["status"] == "SUCCEEDED"

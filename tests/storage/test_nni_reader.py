@@ -1,0 +1,82 @@
+"""Reading NNI's records: each trial gets the parameter set it really trained with."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from storage.db import Database
+from storage.nni_reader import read_sqlite, source_stamp
+from storage.queries import get_trial
+from storage.sync import sync_all
+from storage.synthetic import write_nni_sqlite, write_registry
+
+
+def _swap_reports(db: Path, renames: dict[str, str | None]) -> None:
+    """Rewrite MetricData as NNI 3.0 leaves it after a swap: trial job -> the parameter id its
+    metrics carry (None: the trial reported nothing)."""
+    with sqlite3.connect(db) as conn:
+        for job, pid in renames.items():
+            if pid is None:
+                conn.execute("DELETE FROM MetricData WHERE trialJobId = ?", (job,))
+            else:
+                sql = "UPDATE MetricData SET parameterId = ? WHERE trialJobId = ?"
+                conn.execute(sql, (pid, job))
+
+
+def test_trials_get_the_parameter_set_their_metrics_name(tmp_path: Path) -> None:
+    db = tmp_path / "nni.sqlite"
+    written = write_nni_sqlite(db, "swap", n_trials=6, seed=5)
+    recorded = [w["parameters"] for w in written]  # parameter set i was recorded for T0000i
+    # T0/T1 swapped and both reported; T2 reported under T3's set and T3 died silently;
+    # T4 and T5 are as recorded.
+    _swap_reports(db, {"T00000": "1", "T00001": "0", "T00002": "3", "T00003": None})
+    trials = {t.trial_job_id: t for t in read_sqlite(db).trials}
+    assert trials["T00000"].parameters == recorded[1]
+    assert trials["T00001"].parameters == recorded[0]
+    assert trials["T00002"].parameters == recorded[3]
+    assert trials["T00003"].parameters == recorded[2]  # its partner took its set: the other one
+    assert trials["T00004"].parameters == recorded[4]
+    assert trials["T00005"].parameters == recorded[5]
+    assert [trials[f"T0000{i}"].parameter_id for i in range(6)] == [1, 0, 3, 2, 4, 5]
+
+
+def test_a_silent_trial_keeps_its_record_when_no_swap_explains_it(tmp_path: Path) -> None:
+    db = tmp_path / "nni.sqlite"
+    written = write_nni_sqlite(db, "quiet", n_trials=3, seed=6)
+    # T0 reported under T1's set and T1 under T2's: a 3-cycle, not a swap; T2 reported nothing,
+    # so which set it ran is unknown and its record stands.
+    _swap_reports(db, {"T00000": "1", "T00001": "2", "T00002": None})
+    trials = {t.trial_job_id: t for t in read_sqlite(db).trials}
+    assert trials["T00000"].parameters == written[1]["parameters"]
+    assert trials["T00001"].parameters == written[2]["parameters"]
+    assert trials["T00002"].parameters == written[2]["parameters"]
+
+
+def test_a_new_reader_reads_stopped_experiments_again(tmp_path: Path) -> None:
+    nni_dir = tmp_path / "nni-experiments"
+    db_file = nni_dir / "old" / "db" / "nni.sqlite"
+    written = write_nni_sqlite(db_file, "old", n_trials=4, seed=7)
+    write_registry(nni_dir, {"old": {}})
+    database = Database(f"sqlite:///{tmp_path / 'results.sqlite'}")
+    database.migrate()
+    try:
+        assert sync_all(database, nni_dir).inserted == 4
+        # An earlier reader stored this file's stamp without its version: the file is unchanged,
+        # but the next sync must read it again (and fix what the old reader got wrong).
+        with database.session_scope() as s:
+            s.connection().exec_driver_sql(
+                "UPDATE experiments SET source_stamp = ?",
+                (str(source_stamp(db_file)).split("|", 1)[1],),
+            )
+            s.connection().exec_driver_sql(
+                "UPDATE trials SET parameters = '{}', fingerprint = 'stale' "
+                "WHERE trial_job_id = 'T00001'"
+            )
+        report = sync_all(database, nni_dir)
+        assert report.skipped == 0 and report.updated == 1
+        assert sync_all(database, nni_dir).skipped == 1  # and then it is skipped again
+        with database.session_scope() as s:
+            assert get_trial(s, "old", "T00001").parameters == written[1]["parameters"]
+    finally:
+        database.dispose()
