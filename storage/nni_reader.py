@@ -152,8 +152,8 @@ def _start_with(trial: RawTrial, hparam: dict[str, Any], sets: dict[int, dict[st
         trial.parameter_id = pid
 
 
-def reconcile_parameters(trials: dict[str, RawTrial], sets: dict[int, dict[str, Any]]) -> int:
-    """Give each trial the parameter set it really trained with; returns how many changed.
+def reconcile_parameters(trials: dict[str, RawTrial], sets: dict[int, dict[str, Any]]) -> None:
+    """Give each trial the parameter set it really trained with.
 
     NNI 3.0's local training service can hand two trials started together each other's
     parameter set: the trial job's record names one set while the trial process receives the
@@ -172,13 +172,10 @@ def reconcile_parameters(trials: dict[str, RawTrial], sets: dict[int, dict[str, 
         partner = claimed.get(t.parameter_id) if t.parameter_id is not None else None
         if partner is not None and partner.parameter_id not in claimed:
             actual[t.trial_job_id] = partner.parameter_id  # type: ignore[assignment]
-    changed = 0
     for t in trials.values():
         pid = actual.get(t.trial_job_id)
         if pid is not None and pid != t.parameter_id and pid in sets:
             t.parameters, t.parameter_id = sets[pid], pid
-            changed += 1
-    return changed
 
 
 def read_sqlite(db_path: Path, entry: RegistryEntry | None = None) -> RawExperiment:

@@ -386,13 +386,8 @@ def best_lambda_per_layer(session: Session, model: str, dataset: str) -> BestLam
             k = int(layers)
             out.append(
                 LayerLambda(
-                    layer=k,
-                    lam=lams.get((tid, k)),
-                    val_error=val,
-                    test_error=test,
-                    experiment=nni_id,
-                    trial_job_id=job,
-                    n_trials=counts[tid],
+                    layer=k, lam=lams.get((tid, k)), val_error=val, test_error=test,
+                    experiment=nni_id, trial_job_id=job, n_trials=counts[tid],
                 )  # fmt: skip
             )
     out.sort(key=lambda r: r.layer)
