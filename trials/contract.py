@@ -1,0 +1,216 @@
+"""The contract between trials and storage: every key a trial reads from NNI or reports to it.
+
+Trials import it to name what they report; ``storage/`` imports it to read the same reports back.
+It imports nothing heavy (no torch, no NNI), so the results service can use it without a trial
+stack. ARCHITECTURE.md, "The trial contract", describes it in prose.
+
+Search-space keys (what NNI hands a trial):
+    ``layers``       the regularized layer subset: ``"none"`` (vanilla), ``"4"``, ``"3,4"``...
+    ``lambda_<k>``   NSR's λ of layer k (only the λ of layers in ``layers`` take effect)
+    ``regularizer``  ``nsr`` (default) or a baseline, with its own strength key (``STRENGTH_KEYS``)
+    ``seed``         the training seed
+
+Final report (``nni.report_final_result``): a dict of flat numbers plus one nested object:
+    ``default``        best validation error in % (what the tuner minimizes, never the test error)
+    ``test_error``     test error in % at the best validation epoch
+    ``best_epoch``     1-based epoch of the best validation error
+    ``epochs_run``     epochs actually trained (less than the budget when stopped early)
+    ``epoch_seconds``  mean training seconds per epoch
+    ``var_<k>``, ``var_<k>_init``, ``varmean_<k>``   intra-class variance of layer k (end / init)
+    ``nonfinite``      how many values were replaced by ``NONFINITE_VALUE`` (a diverged run)
+    ``config``         the effective configuration the trial trained with (``config_of``): the
+                       source of truth for storage, ahead of NNI's parameter records.
+
+Identity: a trial's *configuration* is its effective config without the seed (``config_identity``);
+its *budget* (``budget_of``) is the part that makes results comparable at all (epochs, learning
+rate, batch size); answers rank trials only within one budget.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+# ---------------------------------------------------------------- search-space keys
+LAYERS = "layers"
+REGULARIZER = "regularizer"
+SEED = "seed"
+LAMBDA_PREFIX = "lambda_"
+LAMBDA_KEY = re.compile(r"^lambda_(\d+)$")
+
+VANILLA_LAYERS = "none"
+
+#: Regularizer families and the parameter that holds each one's strength (NSR: per-layer λ).
+NSR = "nsr"
+NO_REGULARIZER = "none"
+STRENGTH_KEYS: dict[str, str] = {
+    "l1": "l1_weight",
+    "l2": "l2_weight",
+    "jacobian": "jacobian_weight",
+    "vcl": "vcl_weight",
+}
+REGULARIZERS: tuple[str, ...] = (NSR, *STRENGTH_KEYS, NO_REGULARIZER)
+
+# ---------------------------------------------------------------- final-report keys
+DEFAULT = "default"
+TEST_ERROR = "test_error"
+BEST_EPOCH = "best_epoch"
+EPOCHS_RUN = "epochs_run"
+EPOCH_SECONDS = "epoch_seconds"
+NONFINITE = "nonfinite"
+NONFINITE_VALUE = 1e9  # NNI's JSON cannot carry NaN/inf
+CONFIG = "config"
+VAR_KEY = re.compile(r"^var_(\d+)(_init)?$")
+
+#: Configuration keys that name what was trained; ``ENTRY`` is the trial module (mlp, cnn, gnn).
+ENTRY = "entry"
+MODEL = "model"
+DATASET = "dataset"
+
+#: The training budget: trials that differ here are not ranked together.
+BUDGET_KEYS: tuple[str, ...] = ("epochs", "lr", "batch_size")
+
+#: Trial parameters that change where or how fast a trial runs, never its result.
+RUNTIME_KEYS = frozenset({"data_root", "download", "device", "threads", "probe_samples"})
+
+
+def lambda_key(layer: int) -> str:
+    return f"{LAMBDA_PREFIX}{layer}"
+
+
+def var_key(layer: int) -> str:
+    return f"var_{layer}"
+
+
+def var_init_key(layer: int) -> str:
+    return f"var_{layer}_init"
+
+
+def varmean_key(layer: int) -> str:
+    return f"varmean_{layer}"
+
+
+class ContractError(ValueError):
+    """A value that does not follow the contract; the message names it and what is allowed."""
+
+
+def parse_layers(spec: Any, available: Sequence[int] | None = None) -> list[int]:
+    """``"none"``/``""``/None -> [], ``"3,4"`` -> [3, 4], ``4`` -> [4], ``"last"`` -> [max(available)].
+
+    With ``available`` (a trial knows its model) every index is checked against it; without it
+    (storage reading a record) ``"last"`` cannot be resolved and is an error, like any index < 1.
+    """
+    if spec is None or isinstance(spec, bool):
+        if spec is None:
+            return []
+        raise ContractError(f"layers={spec!r} is not a layer list")
+    allowed = ", ".join(str(k) for k in available) if available is not None else "indices >= 1"
+    hint = f"use 'none', 'last' or a comma list of {allowed}"
+    if isinstance(spec, int):
+        parts: list[str] = [str(spec)]
+    else:
+        text = str(spec).strip().lower()
+        if text in {VANILLA_LAYERS, ""}:
+            return []
+        if text == "last":
+            if not available:
+                raise ContractError(f"layers={spec!r}: 'last' needs the model's layers")
+            return [max(available)]
+        parts = text.split(",")
+    layers: set[int] = set()
+    for part in parts:
+        try:
+            k = int(part)
+        except ValueError:
+            raise ContractError(
+                f"layers={spec!r}: {part.strip()!r} is not a layer index; {hint}"
+            ) from None
+        if available is not None and k not in available:
+            raise ContractError(
+                f"layers={spec!r}: the model has no layer {k}; its layers are {allowed}"
+            )
+        if k < 1:
+            raise ContractError(f"layers={spec!r}: layer {k} is not >= 1; {hint}")
+        layers.add(k)
+    return sorted(layers)
+
+
+def format_layers(layers: Iterable[int]) -> str:
+    """The canonical string of a layer subset: ``"none"`` or sorted ``"3,4"``."""
+    ks = sorted(set(layers))
+    return ",".join(map(str, ks)) if ks else VANILLA_LAYERS
+
+
+def family_of(regularizer: str | None, layers: Sequence[int]) -> str:
+    """``vanilla`` (nothing regularizes), ``nsr`` (NSR on some layers) or the baseline's name."""
+    reg = (regularizer or NSR).lower()
+    if reg == NO_REGULARIZER or (reg == NSR and not layers):
+        return "vanilla"
+    return reg
+
+
+def config_of(params: Mapping[str, Any], layers: Sequence[int], entry: str) -> dict[str, Any]:
+    """The effective configuration a trial reports: its parameters without runtime knobs, with
+    ``layers`` resolved and only the λ of regularized layers (the others had no effect)."""
+    active = set(layers)
+    config: dict[str, Any] = {ENTRY: entry}
+    for key, value in params.items():
+        if key in RUNTIME_KEYS:
+            continue
+        m = LAMBDA_KEY.match(key)
+        if m and int(m.group(1)) not in active:
+            continue
+        config[key] = value
+    config[LAYERS] = format_layers(layers)
+    return config
+
+
+def budget_of(config: Mapping[str, Any]) -> str | None:
+    """``"epochs=15 lr=0.1 batch_size=100"``: the budget part of a configuration, or None when
+    no budget key is known (a foreign trial)."""
+    parts = []
+    for key in BUDGET_KEYS:
+        if key in config and config[key] is not None:
+            parts.append(f"{key}={_canonical(config[key])}")
+    return " ".join(parts) if parts else None
+
+
+def parse_budget(text: str) -> dict[str, str]:
+    """The inverse of ``budget_of`` (values as text): ``"epochs=15 lr=0.1"`` -> {...}."""
+    out: dict[str, str] = {}
+    for part in text.split():
+        key, sep, value = part.partition("=")
+        if not sep or key not in BUDGET_KEYS:
+            raise ContractError(
+                f"budget {text!r}: {part!r} is not key=value with a key of {', '.join(BUDGET_KEYS)}"
+            )
+        out[key] = value
+    return out
+
+
+def config_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies a configuration across seeds: the config without seed and runtime knobs,
+    and without the λ of layers that are not regularized."""
+    try:
+        active = set(parse_layers(config.get(LAYERS)))
+    except ContractError:
+        active = None
+    out = {}
+    for key, value in config.items():
+        if key == SEED or key in RUNTIME_KEYS:
+            continue
+        m = LAMBDA_KEY.match(key)
+        if m and active is not None and int(m.group(1)) not in active:
+            continue
+        out[key] = value
+    return out
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, float):
+        if value.is_integer() and math.isfinite(value):
+            return str(int(value))
+        return repr(value)
+    return str(value)
