@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -40,6 +41,10 @@ class Experiment(Base):
     search_space: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(32))
+    # "search", or "confirmation": an experiment that re-runs chosen configurations of earlier
+    # searches over fresh seeds (its NNI name says which, see storage/confirmation.py).
+    role: Mapped[str] = mapped_column(String(16), default="search")
+    confirms: Mapped[list[str] | None] = mapped_column(JSON)  # the searches' NNI ids
     start_time: Mapped[int | None] = mapped_column(BigInteger)
     end_time: Mapped[int | None] = mapped_column(BigInteger)
     # Where the last ingest read from ("rest" or "sqlite") and a stamp of that source
@@ -71,6 +76,7 @@ class Trial(Base):
             "val_error",
             "test_error",
         ),
+        Index("ix_trials_md_budget", "model", "dataset", "budget", "partial", "val_error"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -82,9 +88,18 @@ class Trial(Base):
     model: Mapped[str | None] = mapped_column(String(64))
     dataset: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
-    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # sha1 of the parameters without "seed": trials of one config over several seeds share it.
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # what NNI handed the trial
+    # The effective configuration (trials/contract.py): from the trial's final report, else NNI's
+    # parameters over the command's flags, else the command alone ("report"/"parameters"/"command").
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    config_source: Mapped[str | None] = mapped_column(String(16))
+    # sha1 of the configuration without seed and runtime knobs: one config over several seeds.
     config_key: Mapped[str] = mapped_column(String(40))
+    # "epochs=15 lr=0.1 batch_size=100": trials of different budgets are never ranked together.
+    budget: Mapped[str | None] = mapped_column(String(256))
+    # Not a full-budget result: stopped early, failed, still running, or fewer epochs than asked.
+    partial: Mapped[bool] = mapped_column(Boolean, default=False)
+    epochs_run: Mapped[int | None] = mapped_column(Integer)
     layers: Mapped[str] = mapped_column(String(128))  # "none" or sorted "3,4"
     n_layers: Mapped[int] = mapped_column(Integer)  # 0 = no layer regularized, -1 = unparseable
     # "vanilla" (no layer regularized), "nsr" (NSR on some layers), another regularizer's name,

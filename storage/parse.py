@@ -1,7 +1,14 @@
-"""Turn NNI's raw records into our rows, following the trial contract (DESIGN.md, NNI contract):
-model/dataset from the trial command (parameters win), ``layers`` + ``lambda_<k>`` → effective λ,
-final-metric dict → numeric columns and per-layer variance rows. Never raises on bad data: what
-does not fit the contract is kept as it was (``final_raw``)."""
+"""Turn NNI's raw records into our rows, following the trial contract (``trials/contract.py``).
+
+A trial's configuration comes, in this order, from:
+1. its final report's ``config`` (what the trial says it trained with: the source of truth),
+2. NNI's parameters over the flags of the trial command (a running trial, or one that failed
+   before reporting: the parameters are the set the trial's own metrics name),
+3. the command line alone (a foreign trial that NNI gave no parameters).
+From the configuration: ``layers`` and the effective λ, the regularizer family, the seed, and the
+training budget. Never raises on bad data: what does not fit the contract is kept as it was
+(``final_raw``, ``family='unknown'``).
+"""
 
 from __future__ import annotations
 
@@ -16,41 +23,40 @@ from typing import Any
 import orjson
 
 from storage.nni_reader import RawExperiment, RawTrial
+from trials import contract
 
-_VAR_KEY = re.compile(r"^var_(\d+)(_init)?$")
-_LAMBDA_KEY = re.compile(r"^lambda_(\d+)$")
+_ENTRY = re.compile(r"^trials\.(\w+)$")
+# How a confirmation experiment names the searches it confirms (storage/confirmation.py).
+CONFIRM_NAME = re.compile(r"^nsr-confirm \S+ of ([A-Za-z0-9_-]+(?:,[A-Za-z0-9_-]+)*)$")
+
+CONFIG_FROM_REPORT = "report"
+CONFIG_FROM_PARAMETERS = "parameters"
+CONFIG_FROM_COMMAND = "command"
+UNKNOWN_BUDGET = "unknown"  # a foreign trial that names none of the budget keys
 
 
-@dataclass
-class CommandInfo:
-    model: str | None = None
-    dataset: str | None = None
-    seed: int | None = None
-
-
-def parse_trial_command(command: str | None) -> CommandInfo:
-    """``--model X --dataset Y --seed N`` (or ``--model=X``) of a trial command."""
-    info = CommandInfo()
+def parse_trial_command(command: str | None) -> dict[str, Any]:
+    """The flags of a trial command as parameters: ``python -m trials.mlp --model mlp4
+    --lambda-4 2`` -> {"entry": "mlp", "model": "mlp4", "lambda_4": "2"} (values as text)."""
     if not command:
-        return info
+        return {}
     try:
         argv = shlex.split(command)
     except ValueError:  # unbalanced quotes: fall back to whitespace
         argv = command.split()
-    values: dict[str, str] = {}
+    flags: dict[str, Any] = {}
     for i, arg in enumerate(argv):
-        for flag in ("--model", "--dataset", "--seed"):
-            if arg == flag and i + 1 < len(argv):
-                values[flag] = argv[i + 1]
-            elif arg.startswith(flag + "="):
-                values[flag] = arg.split("=", 1)[1]
-    info.model = values.get("--model")
-    info.dataset = values.get("--dataset")
-    try:
-        info.seed = int(values["--seed"]) if "--seed" in values else None
-    except ValueError:
-        info.seed = None
-    return info
+        if arg == "-m" and i + 1 < len(argv) and (m := _ENTRY.match(argv[i + 1])):
+            flags[contract.ENTRY] = m.group(1)
+        if not arg.startswith("--") or len(arg) == 2:
+            continue
+        name, sep, value = arg[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                continue
+            value = argv[i + 1]
+        flags[name.replace("-", "_")] = value
+    return flags
 
 
 def decode_metric(text: Any) -> Any:
@@ -76,26 +82,31 @@ def decode_metric(text: Any) -> Any:
 def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond a double
+        return None
     return f if math.isfinite(f) else None
 
 
+def _number(value: Any) -> float | None:
+    """A finite number from a number or numeric text (command flags are text)."""
+    if isinstance(value, str):
+        try:
+            return _finite(float(value))
+        except ValueError:
+            return None
+    return _finite(value)
+
+
 def parse_layers(value: Any) -> tuple[str, list[int] | None]:
-    """Normalized ``layers`` string and its indices; ``(raw, None)`` when it is not parseable."""
-    if value is None:
-        return "none", []
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value), [value]
-    text = str(value).strip()
-    if text.lower() in ("none", ""):
-        return "none", []
+    """Normalized ``layers`` string and its indices; ``(raw text, None)`` when it is not
+    parseable without the model (``"last"``, junk)."""
     try:
-        idx = sorted({int(p) for p in text.split(",") if p.strip()})
-    except ValueError:
-        return text, None
-    if not idx or min(idx) < 1:
-        return text, None
-    return ",".join(map(str, idx)), idx
+        idx = contract.parse_layers(value)
+    except contract.ContractError:
+        return str(value), None
+    return contract.format_layers(idx), idx
 
 
 def _json_safe(value: Any) -> Any:
@@ -122,28 +133,50 @@ def _digest(obj: Any) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def effective_parameters(
-    params: dict[str, Any], layer_idx: list[int] | None | bool = False
-) -> dict[str, Any]:
-    """Parameters without ``seed`` and without the λ of layers that are not regularized (they
-    have no effect): what identifies a configuration across seeds. ``layer_idx``: the parsed
-    ``layers`` when the caller has it (False: parse it here)."""
-    if layer_idx is False:
-        layer_idx = parse_layers(params.get("layers"))[1]
-    active = set(layer_idx or [])
-    kept = {}
-    for k, v in params.items():
-        if k == "seed":
-            continue
-        m = _LAMBDA_KEY.match(k)
-        if m and layer_idx is not None and int(m.group(1)) not in active:
-            continue
-        kept[k] = v
-    return kept
+def _canonical_values(config: dict[str, Any]) -> dict[str, Any]:
+    """Numbers as numbers (a flag's "0.1" and a report's 0.1 are the same configuration)."""
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, str) and k not in (contract.LAYERS, contract.MODEL, contract.DATASET):
+            n = _number(v)
+            if n is not None:
+                v = int(n) if n.is_integer() and "." not in v and "e" not in v.lower() else n
+        out[k] = v
+    return out
 
 
-def config_key(params: dict[str, Any], layer_idx: list[int] | None | bool = False) -> str:
-    return _digest(effective_parameters(params, layer_idx))
+def effective_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a configuration across seeds (seed, runtime knobs and the λ of layers
+    that are not regularized left out)."""
+    return contract.config_identity(config)
+
+
+def config_key(config: dict[str, Any]) -> str:
+    return _digest(contract.config_identity(_canonical_values(config)))
+
+
+def _flatten_nested_choice(params: dict[str, Any]) -> dict[str, Any]:
+    """NNI's nested ``choice`` hands ``{"regularizer": {"_name": "l1", "l1_weight": 0.1}}``; the
+    trial flattens it to ``regularizer="l1", l1_weight=0.1``, and so does the reader."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict) and "_name" in value:
+            flat[key] = value["_name"]
+            flat.update({k: v for k, v in value.items() if k != "_name"})
+        else:
+            flat[key] = value
+    return flat
+
+
+def trial_config(
+    params: dict[str, Any], flags: dict[str, Any], final: Any
+) -> tuple[dict[str, Any], str]:
+    """(configuration, where it came from): the report's, else parameters over command flags."""
+    if isinstance(final, dict) and isinstance(final.get(contract.CONFIG), dict):
+        return _json_safe(final[contract.CONFIG]), CONFIG_FROM_REPORT
+    merged = {**flags, **_flatten_nested_choice(params)}
+    source = CONFIG_FROM_PARAMETERS if params else CONFIG_FROM_COMMAND
+    return _canonical_values(_json_safe(merged)), source
 
 
 @dataclass
@@ -152,101 +185,121 @@ class ParsedExperiment:
     trials: list[tuple[dict[str, Any], list[dict[str, Any]]]]  # (trial row, layer rows)
 
 
+def confirmation_name(model: str, dataset: str, searches: list[str]) -> str:
+    """The NNI experiment name that marks a confirmation experiment (read back below)."""
+    return f"nsr-confirm {model}/{dataset} of {','.join(searches)}"
+
+
+def confirmed_searches(name: str | None) -> list[str] | None:
+    """The search experiments a confirmation experiment confirms (from its name), else None."""
+    m = CONFIRM_NAME.match(name or "")
+    return m.group(1).split(",") if m else None
+
+
 def parse_experiment(raw: RawExperiment) -> ParsedExperiment:
     config = raw.config or {}
     command = config.get("trialCommand")
     if command is None and isinstance(config.get("trial"), dict):  # v1 config layout
         command = config["trial"].get("command")
-    cmd = parse_trial_command(command)
+    flags = parse_trial_command(command)
+    confirms = confirmed_searches(raw.name)
     row = {
         "nni_id": raw.nni_id,
         "name": raw.name,
-        "model": cmd.model,
-        "dataset": cmd.dataset,
+        "model": _text(flags.get(contract.MODEL)),
+        "dataset": _text(flags.get(contract.DATASET)),
         "trial_command": command,
         "search_space": _json_safe(config.get("searchSpace")),
         "config": _json_safe(config),
         "status": raw.status,
+        "role": "confirmation" if confirms is not None else "search",
+        "confirms": confirms,
         "start_time": raw.start_time,
         "end_time": raw.end_time,
         "source": raw.source,
         "source_stamp": raw.source_stamp,
     }
     row["fingerprint"] = _digest({k: v for k, v in row.items() if k != "source_stamp"})
-    trials = [parse_trial(t, cmd) for t in raw.trials]
+    trials = [parse_trial(t, flags) for t in raw.trials]
     return ParsedExperiment(row=row, trials=trials)
 
 
-def parse_trial(raw: RawTrial, cmd: CommandInfo) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _final(raw: RawTrial) -> tuple[dict[str, float] | None, str | None, Any]:
+    """(numeric final metrics, NNI's text when it broke the contract, the decoded value)."""
+    if raw.final is None:
+        return None, None, None
+    decoded = decode_metric(raw.final)
+    if isinstance(decoded, dict):
+        metrics = {str(k): f for k, v in decoded.items() if (f := _finite(v)) is not None}
+        # A dict without a numeric "default" breaks the contract: keep NNI's text too.
+        return metrics, (str(raw.final) if contract.DEFAULT not in metrics else None), decoded
+    # A bare number is NNI's "default" metric: keep ranking it as NNI would.
+    value = _finite(decoded)
+    return ({contract.DEFAULT: value} if value is not None else None), str(raw.final), decoded
+
+
+def parse_trial(
+    raw: RawTrial, flags: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     params = _json_safe(dict(raw.parameters))
-    model = params.get("model", cmd.model)
-    dataset = params.get("dataset", cmd.dataset)
-    model = str(model) if model is not None else None
-    dataset = str(dataset) if dataset is not None else None
-    layers, layer_idx = parse_layers(params.get("layers"))
-    seed_value = params.get("seed", cmd.seed if cmd.seed is not None else 0)
-    try:
-        seed: int | None = int(seed_value)
-    except (TypeError, ValueError):
-        seed = None
-    regularizer = params.get("regularizer")
+    final_metrics, final_raw, decoded = _final(raw)
+    config, config_source = trial_config(params, flags, decoded)
+    layers, layer_idx = (
+        parse_layers(config[contract.LAYERS])
+        if contract.LAYERS in config
+        else ("unknown", None)  # neither the trial, NNI nor the command says: never "vanilla"
+    )
+    seed_value = _number(config.get(contract.SEED))
+    seed = int(seed_value) if seed_value is not None and seed_value.is_integer() else None
+    regularizer = _text(config.get(contract.REGULARIZER))
+    family = "unknown" if layer_idx is None else contract.family_of(regularizer, layer_idx)
 
-    final_metrics: dict[str, float] | None = None
-    final_raw: str | None = None
-    val_error = test_error = epoch_seconds = None
-    best_epoch: int | None = None
-    if raw.final is not None:
-        decoded = decode_metric(raw.final)
-        if isinstance(decoded, dict):
-            final_metrics = {
-                str(k): f for k, v in decoded.items() if (f := _finite(v)) is not None
-            }
-            val_error = final_metrics.get("default")
-            test_error = final_metrics.get("test_error")
-            epoch_seconds = final_metrics.get("epoch_seconds")
-            be = final_metrics.get("best_epoch")
-            best_epoch = int(be) if be is not None else None
-            if val_error is None:  # a dict without a numeric "default" breaks the contract
-                final_raw = str(raw.final)
-        else:
-            final_raw = str(raw.final)
-            # A bare number is NNI's "default" metric: keep ranking it as NNI would.
-            val_error = _finite(decoded)
-            if val_error is not None:
-                final_metrics = {"default": val_error}
-
+    metrics = final_metrics or {}
+    val_error = metrics.get(contract.DEFAULT)
     intermediate: list[float | None] = []
     for text in raw.intermediate:
         v = decode_metric(text)
         if isinstance(v, dict):
-            v = v.get("default")
+            v = v.get(contract.DEFAULT)
         intermediate.append(_finite(v))
-
-    n_layers = len(layer_idx) if layer_idx is not None else -1
-    reg = str(regularizer).lower() if regularizer is not None else "nsr"
-    if n_layers < 0:
-        family = "unknown"
-    elif reg != "nsr":
-        family = reg
-    else:
-        family = "nsr" if n_layers > 0 else "vanilla"
+    epochs = _number(config.get("epochs"))
+    epochs_run = metrics.get(contract.EPOCHS_RUN)
+    if epochs_run is None and raw.status == "EARLY_STOPPED":
+        epochs_run = float(len(intermediate))
+    # Partial: not a full-budget result (stopped early, or fewer epochs than the budget).
+    partial = raw.status != "SUCCEEDED" or (
+        epochs is not None and epochs_run is not None and epochs_run < epochs
+    )
+    if val_error is None and raw.status == "EARLY_STOPPED":
+        finite = [v for v in intermediate if v is not None]
+        val_error = min(finite) if finite else None  # best so far, ranked only when asked
+    be = metrics.get(contract.BEST_EPOCH)
     trial = {
         "trial_job_id": raw.trial_job_id,
         "sequence_id": raw.sequence_id,
-        "model": model,
-        "dataset": dataset,
+        "model": _text(config.get(contract.MODEL)),
+        "dataset": _text(config.get(contract.DATASET)),
         "status": raw.status,
         "parameters": params,
-        "config_key": config_key(params, layer_idx),
+        "config": config,
+        "config_source": config_source,
+        "config_key": config_key(config),
+        "budget": contract.budget_of(_canonical_values(config)) or UNKNOWN_BUDGET,
+        "partial": partial,
+        "epochs_run": int(epochs_run) if epochs_run is not None else None,
         "layers": layers,
-        "n_layers": n_layers,
+        "n_layers": len(layer_idx) if layer_idx is not None else -1,
         "family": family,
-        "regularizer": str(regularizer) if regularizer is not None else None,
+        "regularizer": regularizer,
         "seed": seed,
         "val_error": val_error,
-        "test_error": test_error,
-        "best_epoch": best_epoch,
-        "epoch_seconds": epoch_seconds,
+        "test_error": metrics.get(contract.TEST_ERROR),
+        "best_epoch": int(be) if be is not None else None,
+        "epoch_seconds": metrics.get(contract.EPOCH_SECONDS),
         "final_metrics": final_metrics,
         "final_raw": final_raw,
         "intermediate": intermediate,
@@ -254,43 +307,39 @@ def parse_trial(raw: RawTrial, cmd: CommandInfo) -> tuple[dict[str, Any], list[d
         "end_time": raw.end_time,
     }
     trial["fingerprint"] = _digest(trial)
-    return trial, layer_rows(params, layer_idx, final_metrics, trial)
+    return trial, layer_rows(config, layer_idx, final_metrics, trial)
 
 
 def layer_rows(
-    params: dict[str, Any],
+    config: dict[str, Any],
     layer_idx: list[int] | None,
     final: dict[str, float] | None,
     trial: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """One row per layer the trial says anything about (in ``layers``, a λ, or a variance)."""
     ks: set[int] = set(layer_idx or [])
-    for key in params:
-        if m := _LAMBDA_KEY.match(key):
+    for key in config:
+        if m := contract.LAMBDA_KEY.match(key):
             ks.add(int(m.group(1)))
     for key in final or {}:
-        if m := _VAR_KEY.match(key):
+        if m := contract.VAR_KEY.match(key):
             ks.add(int(m.group(1)))
     active = set(layer_idx or [])
+    nsr = trial["family"] == contract.NSR
     rows = []
     for k in sorted(ks):
         if layer_idx is None:
             lam = None  # unparseable "layers": the effective λ is unknown
-        elif k in active:
-            lam = _finite(params.get(f"lambda_{k}"))
-            if lam is None and isinstance(params.get(f"lambda_{k}"), str):
-                try:
-                    lam = float(params[f"lambda_{k}"])
-                except ValueError:
-                    lam = None
+        elif k in active and nsr:
+            lam = _number(config.get(contract.lambda_key(k)))
         else:
             lam = 0.0
         rows.append(
             {
                 "layer": k,
                 "lam": lam,
-                "var_init": (final or {}).get(f"var_{k}_init"),
-                "var_end": (final or {}).get(f"var_{k}"),
+                "var_init": (final or {}).get(contract.var_init_key(k)),
+                "var_end": (final or {}).get(contract.var_key(k)),
                 "model": trial["model"],
                 "dataset": trial["dataset"],
                 "family": trial["family"],

@@ -16,9 +16,12 @@ from storage.errors import InvalidValue, NotFound
 from storage.models import DataVersion, Experiment, Trial, TrialLayer
 from storage.parse import effective_parameters
 from storage.schemas import (
+    WINNERS_CURSE,
     BestConfig,
     BestLambdas,
     Comparison,
+    ConfigVerdict,
+    Difference,
     ExperimentDetail,
     ExperimentSummary,
     GroupStats,
@@ -32,6 +35,7 @@ from storage.schemas import (
     TrialDetail,
     TrialSummary,
 )
+from storage.statistics import difference
 
 TrialSort = Literal[
     "val_error", "test_error", "seed", "sequence_id", "start_time", "trial_job_id", "status"
@@ -125,6 +129,8 @@ def _experiment_summary(
         start_time=e.start_time,
         end_time=e.end_time,
         source=e.source,
+        role=e.role,
+        confirms=e.confirms,
         n_trials=n,
         n_succeeded=ok,
         best_val_error=best,
@@ -153,13 +159,18 @@ def _trial_summary(t: Trial, nni_id: str) -> TrialSummary:
         dataset=t.dataset,
         status=t.status,
         layers=t.layers,
+        family=t.family,
         regularizer=t.regularizer,
         seed=t.seed,
+        budget=t.budget or "unknown",
+        partial=t.partial,
         val_error=t.val_error,
         test_error=t.test_error,
         best_epoch=t.best_epoch,
         epoch_seconds=t.epoch_seconds,
         parameters=t.parameters,
+        config=t.config,
+        config_source=t.config_source,
         start_time=t.start_time,
         end_time=t.end_time,
     )
@@ -202,6 +213,7 @@ class TrialFilter:
     dataset: str | None = None
     status: str | None = None
     layers: str | None = None
+    budget: str | None = None
 
 
 def _trials_query(session: Session, where: TrialFilter) -> Select[Any]:
@@ -219,6 +231,8 @@ def _trials_query(session: Session, where: TrialFilter) -> Select[Any]:
         q = q.where(Trial.status == where.status.upper())
     if where.layers is not None:
         q = q.where(Trial.layers == where.layers)
+    if where.budget is not None:
+        q = q.where(Trial.budget == where.budget)
     return q
 
 
@@ -252,7 +266,7 @@ def iter_trials_csv_rows(
     rows = session.execute(q).all()
     param_keys = sorted({k for t, _ in rows for k in (t.parameters or {})})
     metric_keys = sorted({k for t, _ in rows for k in (t.final_metrics or {})})
-    fixed = ["experiment", "trial_job_id", "model", "dataset", "status", "layers", "seed"]
+    fixed = ["experiment", "trial_job_id", "model", "dataset", "status", "layers", "seed", "budget"]
     fixed += ["val_error", "test_error", "best_epoch", "final_raw"]
     header = fixed + [f"param.{k}" for k in param_keys] + [f"metric.{k}" for k in metric_keys]
 
@@ -260,7 +274,7 @@ def iter_trials_csv_rows(
         for t, nni_id in rows:
             params, metrics = t.parameters or {}, t.final_metrics or {}
             yield [
-                nni_id, t.trial_job_id, t.model, t.dataset, t.status, t.layers, t.seed,
+                nni_id, t.trial_job_id, t.model, t.dataset, t.status, t.layers, t.seed, t.budget,
                 t.val_error, t.test_error, t.best_epoch, t.final_raw,
                 *[params.get(k) for k in param_keys],
                 *[metrics.get(k) for k in metric_keys],
@@ -311,27 +325,111 @@ def _md(model: str, dataset: str) -> Any:
     return and_(Trial.model == model, Trial.dataset == dataset)
 
 
-def best_config(session: Session, model: str, dataset: str) -> BestConfig:
-    """The trial with the lowest validation error (NNI's "default") for (model, dataset)."""
-    _require_model_dataset(session, model, dataset)
+@dataclass(frozen=True)
+class Group:
+    """The trials an answer ranks: one (model, data set, training budget), full-budget search
+    trials only unless ``include_partial``; ``budget`` None = the budget with the most trials."""
+
+    model: str
+    dataset: str
+    budget: str | None = None
+    include_partial: bool = False
+
+
+def _role_ids(role: str) -> Any:
+    return select(Experiment.id).where(Experiment.role == role).scalar_subquery()
+
+
+def list_budgets(session: Session, model: str, dataset: str) -> dict[str, int]:
+    """Every training budget stored for (model, dataset), with its number of trials."""
+    rows = session.execute(
+        select(Trial.budget, func.count())
+        .where(_md(model, dataset), Trial.val_error.is_not(None))
+        .group_by(Trial.budget)
+    ).all()
+    return {b or "unknown": n for b, n in sorted(rows, key=lambda r: (-r[1], r[0] or ""))}
+
+
+def _resolve(session: Session, group: Group) -> tuple[str, dict[str, int]]:
+    """(the budget answered for, every budget with its count); an unknown budget names them."""
+    _require_model_dataset(session, group.model, group.dataset)
+    budgets = list_budgets(session, group.model, group.dataset)
+    if group.budget is None:
+        if not budgets:
+            raise NotFound(
+                f"no trial of {group.model}/{group.dataset} has reported a validation error yet"
+            )
+        return next(iter(budgets)), budgets  # the most trials (ties: by name)
+    if group.budget not in budgets:
+        raise InvalidValue(
+            f"budget={group.budget!r} has no trials for {group.model}/{group.dataset}; "
+            f"stored budgets: {list(budgets) or 'none'}"
+        )
+    return group.budget, budgets
+
+
+def _search_trials(group: Group, budget: str) -> list[Any]:
+    """Conditions: the group's search trials with a validation error."""
+    conds = [
+        _md(group.model, group.dataset),
+        Trial.budget == budget,
+        Trial.val_error.is_not(None),
+        Trial.experiment_id.in_(_role_ids("search")),
+    ]
+    if not group.include_partial:
+        conds.append(Trial.partial.is_(False))
+    return conds
+
+
+def _confirmation_trials(group: Group, budget: str) -> list[Any]:
+    return [
+        _md(group.model, group.dataset),
+        Trial.budget == budget,
+        Trial.val_error.is_not(None),
+        Trial.partial.is_(False),
+        Trial.experiment_id.in_(_role_ids("confirmation")),
+    ]
+
+
+def best_config(session: Session, group: Group) -> BestConfig:
+    """The search trial with the lowest validation error (NNI's "default", never the test error)
+    in the group, and that configuration's confirmation runs when there are any."""
+    budget, budgets = _resolve(session, group)
+    conds = _search_trials(group, budget)
     row = session.execute(
         select(Trial, Experiment.nni_id)
         .join(Experiment, Trial.experiment_id == Experiment.id)
-        .where(_md(model, dataset), Trial.val_error.is_not(None))
+        .where(*conds)
         .order_by(Trial.val_error, Trial.id)
         .limit(1)
     ).first()
     if row is None:
-        raise NotFound(f"no trial of {model}/{dataset} has reported a validation error yet")
-    n = session.scalar(
-        select(func.count()).where(_md(model, dataset), Trial.val_error.is_not(None))
+        raise NotFound(
+            f"no full-budget search trial of {group.model}/{group.dataset} [{budget}] has a "
+            "validation error yet (include_partial=true ranks early-stopped ones)"
+        )
+    n = session.scalar(select(func.count()).select_from(Trial).where(*conds))
+    confirmation = _group_stats(
+        session, [*_confirmation_trials(group, budget), Trial.config_key == row[0].config_key]
     )
     return BestConfig(
-        model=model, dataset=dataset, trial=_trial_detail(session, row[0], row[1]), n_trials=n or 0
+        model=group.model,
+        dataset=group.dataset,
+        budget=budget,
+        budgets=budgets,
+        trial=_trial_detail(session, row[0], row[1]),
+        n_trials=n or 0,
+        confirmed=confirmation is not None,
+        confirmation=confirmation,
+        caveat=None if confirmation else _caveat(group),
     )
 
 
-def _best_per_layer_rows(session: Session, model: str, dataset: str) -> list[Any]:
+def _caveat(group: Group) -> str:
+    return WINNERS_CURSE.format(model=group.model, dataset=group.dataset)
+
+
+def _best_per_layer_rows(session: Session, conds: list[Any]) -> list[Any]:
     """Per single-layer ``layers`` value: the best trial (window function) and the count."""
     ranked = (
         select(
@@ -343,12 +441,7 @@ def _best_per_layer_rows(session: Session, model: str, dataset: str) -> list[Any
             .label("rn"),
             func.count().over(partition_by=Trial.layers).label("n"),
         )
-        .where(
-            _md(model, dataset),
-            Trial.family == "nsr",
-            Trial.n_layers == 1,
-            Trial.val_error.is_not(None),
-        )
+        .where(*conds, Trial.family == "nsr", Trial.n_layers == 1)
         .subquery()
     )
     return list(
@@ -358,10 +451,10 @@ def _best_per_layer_rows(session: Session, model: str, dataset: str) -> list[Any
     )
 
 
-def best_lambda_per_layer(session: Session, model: str, dataset: str) -> BestLambdas:
-    """For each layer, the λ of the best single-layer NSR trial on it."""
-    _require_model_dataset(session, model, dataset)
-    best = _best_per_layer_rows(session, model, dataset)
+def best_lambda_per_layer(session: Session, group: Group) -> BestLambdas:
+    """For each layer, the λ of the best single-layer NSR search trial on it."""
+    budget, budgets = _resolve(session, group)
+    best = _best_per_layer_rows(session, _search_trials(group, budget))
     ids = [r[0] for r in best]
     counts = {r[0]: r[2] for r in best}
     out = []
@@ -391,13 +484,18 @@ def best_lambda_per_layer(session: Session, model: str, dataset: str) -> BestLam
                 )  # fmt: skip
             )
     out.sort(key=lambda r: r.layer)
-    return BestLambdas(model=model, dataset=dataset, layers=out)
+    return BestLambdas(
+        model=group.model, dataset=group.dataset, budget=budget, budgets=budgets, layers=out,
+        caveat="each λ is the best single search trial on its layer (one seed); "
+        "compare gives the confirmed verdict",
+    )  # fmt: skip
 
 
-def layer_recommendation(session: Session, model: str, dataset: str) -> LayerRecommendation:
+def layer_recommendation(session: Session, group: Group) -> LayerRecommendation:
     """Layers by intra-class variance of the vanilla trials (the paper's RQ4 rule picks the
     largest), and beside it the single-layer config that actually gave the lowest error."""
-    _require_model_dataset(session, model, dataset)
+    budget, budgets = _resolve(session, group)
+    conds = _search_trials(group, budget)
     var_q = (
         select(
             TrialLayer.layer,
@@ -405,12 +503,8 @@ def layer_recommendation(session: Session, model: str, dataset: str) -> LayerRec
             func.avg(TrialLayer.var_init),
             func.count(TrialLayer.var_end),
         )
-        .where(
-            TrialLayer.model == model,
-            TrialLayer.dataset == dataset,
-            TrialLayer.family == "vanilla",
-            TrialLayer.var_end.is_not(None),
-        )
+        .join(Trial, TrialLayer.trial_id == Trial.id)
+        .where(*conds, TrialLayer.family == "vanilla", TrialLayer.var_end.is_not(None))
         .group_by(TrialLayer.layer)
     )
     variance = [
@@ -420,12 +514,7 @@ def layer_recommendation(session: Session, model: str, dataset: str) -> LayerRec
     variance.sort(key=lambda r: (-r.mean_var, r.layer))
     emp_q = (
         select(Trial.layers, func.min(Trial.val_error), func.avg(Trial.val_error), func.count())
-        .where(
-            _md(model, dataset),
-            Trial.family == "nsr",
-            Trial.n_layers == 1,
-            Trial.val_error.is_not(None),
-        )
+        .where(*conds, Trial.family == "nsr", Trial.n_layers == 1)
         .group_by(Trial.layers)
     )
     empirical = [
@@ -436,8 +525,10 @@ def layer_recommendation(session: Session, model: str, dataset: str) -> LayerRec
     rec = variance[0].layer if variance else None
     emp = empirical[0].layer if empirical else None
     return LayerRecommendation(
-        model=model,
-        dataset=dataset,
+        model=group.model,
+        dataset=group.dataset,
+        budget=budget,
+        budgets=budgets,
         variance_ranking=variance,
         recommended_layer=rec,
         empirical_ranking=empirical,
@@ -450,61 +541,114 @@ def _std(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-def _best_group(session: Session, model: str, dataset: str, family: str) -> GroupStats | None:
-    """The configuration (trials equal up to the seed) with the lowest mean validation error."""
-    q = (
-        select(Trial.config_key, func.avg(Trial.val_error).label("m"), func.count().label("n"))
-        .where(_md(model, dataset), Trial.family == family, Trial.val_error.is_not(None))
-        .group_by(Trial.config_key)
-        .order_by("m", func.count().desc(), Trial.config_key)
-        .limit(1)
-    )
-    top = session.execute(q).first()
-    if top is None:
-        return None
+def _group_stats(session: Session, conds: list[Any]) -> GroupStats | None:
+    """Mean ± std over the trials matching ``conds`` (one configuration over seeds)."""
     rows = session.execute(
-        select(Trial.val_error, Trial.test_error, Trial.seed, Trial.parameters, Trial.layers)
-        .where(
-            _md(model, dataset),
-            Trial.family == family,
-            Trial.config_key == top[0],
-            Trial.val_error.is_not(None),
+        select(
+            Trial.val_error, Trial.test_error, Trial.seed, Trial.config, Trial.parameters,
+            Trial.layers, Trial.family, Trial.config_key, Experiment.nni_id,
         )
+        .join(Experiment, Trial.experiment_id == Experiment.id)
+        .where(*conds)
         .order_by(Trial.seed, Trial.id)
-    ).all()
+    ).all()  # fmt: skip
+    if not rows:
+        return None
     vals = [r[0] for r in rows]
     tests = [r[1] for r in rows if r[1] is not None and math.isfinite(r[1])]
-    params = effective_parameters(rows[0][3])
+    config = rows[0][3] if rows[0][3] is not None else rows[0][4]
     return GroupStats(
-        config_key=top[0],
-        layers=rows[0][4],
-        parameters=params,
+        config_key=rows[0][7],
+        family=rows[0][6],
+        layers=rows[0][5],
+        parameters=effective_parameters(config or {}),
         n=len(rows),
         seeds=[r[2] for r in rows],
         val_error_mean=statistics.fmean(vals),
         val_error_std=_std(vals),
         test_error_mean=statistics.fmean(tests) if tests else None,
         test_error_std=_std(tests),
+        test_errors=tests,
+        experiments=sorted({r[8] for r in rows}),
     )
 
 
-def compare(session: Session, model: str, dataset: str) -> Comparison:
-    """Vanilla vs the best NSR configuration, mean ± std over seeds."""
-    _require_model_dataset(session, model, dataset)
-    vanilla = _best_group(session, model, dataset, "vanilla")
-    nsr = _best_group(session, model, dataset, "nsr")
+def _ranked_configs(session: Session, conds: list[Any], family: str | None) -> list[str]:
+    """Configuration keys by mean validation error (more trials first on ties)."""
+    q = (
+        select(Trial.config_key, func.avg(Trial.val_error).label("m"), func.count().label("n"))
+        .where(*conds)
+        .group_by(Trial.config_key)
+        .order_by("m", func.count().desc(), Trial.config_key)
+    )
+    if family is not None:
+        q = q.where(Trial.family == family)
+    return [r[0] for r in session.execute(q)]
+
+
+def _versus(vanilla: GroupStats | None, stats: GroupStats) -> Difference | None:
+    if vanilla is None or stats.config_key == vanilla.config_key:
+        return None
+    pairs_v = [(s, t) for s, t in zip(vanilla.seeds, vanilla.test_errors, strict=False)]
+    pairs_c = [(s, t) for s, t in zip(stats.seeds, stats.test_errors, strict=False)]
+    if not pairs_v or not pairs_c:
+        return None
+    return difference(
+        [t for _, t in pairs_v], [t for _, t in pairs_c],
+        [s for s, _ in pairs_v], [s for s, _ in pairs_c],
+    )  # fmt: skip
+
+
+def compare(session: Session, group: Group) -> Comparison:
+    """Vanilla vs NSR (and every other regularizer family) in one (model, data set, budget):
+    from confirmation runs over fresh seeds when they exist, else from the search (unconfirmed,
+    with the winner's-curse caveat); mean ± std, bootstrap CI and p-values from SciPy."""
+    budget, budgets = _resolve(session, group)
+    confirm_conds = _confirmation_trials(group, budget)
+    confirmed_keys = _ranked_configs(session, confirm_conds, None)
+    confirmed = bool(confirmed_keys)
+    conds = confirm_conds if confirmed else _search_trials(group, budget)
+    vanilla_keys = _ranked_configs(session, conds, "vanilla")
+    vanilla = (
+        _group_stats(session, [*conds, Trial.config_key == vanilla_keys[0]])
+        if vanilla_keys else None
+    )  # fmt: skip
+    if confirmed:
+        keys = [k for k in confirmed_keys if k not in vanilla_keys]
+    else:
+        # Unconfirmed: the best configuration of each regularizer family.
+        families = session.scalars(
+            select(Trial.family).where(*conds, Trial.family.not_in(["vanilla", "unknown"]))
+            .distinct()
+        ).all()  # fmt: skip
+        keys = [ks[0] for f in families if (ks := _ranked_configs(session, conds, f))]
+    verdicts = []
+    for key in keys:
+        stats = _group_stats(session, [*conds, Trial.config_key == key])
+        if stats is not None:
+            verdicts.append(ConfigVerdict(stats=stats, versus_vanilla=_versus(vanilla, stats)))
+    verdicts.sort(key=lambda v: (v.stats.val_error_mean, v.stats.config_key))
+    nsr = next((v for v in verdicts if v.stats.family == "nsr"), None)
     val_gain = test_gain = None
     if vanilla and nsr:
-        val_gain = vanilla.val_error_mean - nsr.val_error_mean
-        if vanilla.test_error_mean is not None and nsr.test_error_mean is not None:
-            test_gain = vanilla.test_error_mean - nsr.test_error_mean
+        val_gain = vanilla.val_error_mean - nsr.stats.val_error_mean
+        if vanilla.test_error_mean is not None and nsr.stats.test_error_mean is not None:
+            test_gain = vanilla.test_error_mean - nsr.stats.test_error_mean
+    experiments = sorted({e for v in verdicts for e in v.stats.experiments}) if confirmed else []
     return Comparison(
-        model=model,
-        dataset=dataset,
+        model=group.model,
+        dataset=group.dataset,
+        budget=budget,
+        budgets=budgets,
+        confirmed=confirmed,
+        confirmation_experiments=experiments,
+        caveat=None if confirmed else _caveat(group),
         vanilla=vanilla,
-        nsr=nsr,
+        nsr=nsr.stats if nsr else None,
+        configurations=verdicts,
         val_error_gain=val_gain,
         test_error_gain=test_gain,
+        test_error_difference=nsr.versus_vanilla if nsr else None,
     )
 
 

@@ -25,6 +25,8 @@ class ExperimentSummary(BaseModel):
     start_time: int | None = Field(description="epoch milliseconds, as NNI stores it")
     end_time: int | None
     source: str | None
+    role: str = Field(description="'search', or 'confirmation' (re-runs over fresh seeds)")
+    confirms: list[str] | None = Field(description="the searches a confirmation confirms")
     n_trials: int
     n_succeeded: int
     best_val_error: float | None
@@ -50,13 +52,18 @@ class TrialSummary(BaseModel):
     dataset: str | None
     status: str
     layers: str
+    family: str = Field(description="vanilla, nsr, a baseline's name, or unknown")
     regularizer: str | None
     seed: int | None
+    budget: str = Field(description="training budget, e.g. 'epochs=15 lr=0.1 batch_size=100'")
+    partial: bool = Field(description="not a full-budget result (early-stopped, failed, running)")
     val_error: float | None
     test_error: float | None
     best_epoch: int | None
     epoch_seconds: float | None
-    parameters: dict[str, Any]
+    parameters: dict[str, Any] = Field(description="what NNI handed the trial")
+    config: dict[str, Any] | None = Field(description="the configuration it trained with")
+    config_source: str | None = Field(description="report, parameters or command")
     start_time: int | None
     end_time: int | None
 
@@ -68,11 +75,62 @@ class TrialDetail(TrialSummary):
     layer_rows: list[LayerRow]
 
 
-class BestConfig(BaseModel):
+class GroupStats(BaseModel):
+    config_key: str
+    family: str
+    layers: str
+    parameters: dict[str, Any] = Field(description="the configuration, seed excluded")
+    n: int
+    seeds: list[int | None]
+    val_error_mean: float
+    val_error_std: float | None = Field(description="sample std; None when n = 1")
+    test_error_mean: float | None
+    test_error_std: float | None
+    test_errors: list[float] = Field(description="per trial, in the order of seeds")
+    experiments: list[str] = Field(description="NNI experiments the trials come from")
+
+
+class GroupAnswer(BaseModel):
+    """Which comparable group an answer is for: one (model, data set, training budget)."""
+
     model: str
     dataset: str
-    trial: TrialDetail
-    n_trials: int = Field(description="trials of (model, dataset) with a validation error")
+    budget: str = Field(description="the training budget answered for (query parameter budget)")
+    budgets: dict[str, int] = Field(description="every stored budget with its number of trials")
+
+
+class Difference(BaseModel):
+    """Baseline (vanilla) vs one configuration, on the test error (statistics from SciPy)."""
+
+    baseline_mean: float | None
+    treated_mean: float | None
+    difference: float | None = Field(description="baseline mean − configuration mean (> 0: better)")
+    ci_low: float | None = Field(description="95 % bootstrap confidence interval of the difference")
+    ci_high: float | None
+    confidence: float
+    p_welch: float | None = Field(description="Welch's t-test, two-sided")
+    n_baseline: int
+    n_treated: int
+    paired_seeds: int = Field(description="seeds run on both sides")
+    paired_wins: int = Field(description="shared seeds on which the configuration is better")
+    p_paired: float | None = Field(description="paired t-test over the shared seeds")
+
+
+WINNERS_CURSE = (
+    "unconfirmed: the best of a search is its luckiest trial (one seed, picked because it scored "
+    "best), so its error is biased low; confirm it over fresh seeds "
+    "(POST /api/models/{model}/{dataset}/confirm) before trusting the gain"
+)
+
+
+class BestConfig(GroupAnswer):
+    trial: TrialDetail = Field(description="the search trial with the lowest validation error")
+    n_trials: int = Field(description="full-budget search trials of the group with an error")
+    confirmed: bool = Field(description="confirmation runs of this configuration exist")
+    confirmation: GroupStats | None = Field(
+        description="the configuration over fresh seeds (confirmation runs), when confirmed"
+    )
+    caveat: str | None
 
 
 class LayerLambda(BaseModel):
@@ -85,10 +143,9 @@ class LayerLambda(BaseModel):
     n_trials: int = Field(description="single-layer trials on this layer")
 
 
-class BestLambdas(BaseModel):
-    model: str
-    dataset: str
+class BestLambdas(GroupAnswer):
     layers: list[LayerLambda]
+    caveat: str | None = Field(description="each λ is one search trial's: see compare")
 
 
 class LayerVariance(BaseModel):
@@ -105,9 +162,7 @@ class LayerError(BaseModel):
     n_trials: int
 
 
-class LayerRecommendation(BaseModel):
-    model: str
-    dataset: str
+class LayerRecommendation(GroupAnswer):
     variance_ranking: list[LayerVariance] = Field(description="largest variance first")
     recommended_layer: int | None = Field(description="the paper's rule: largest variance")
     empirical_ranking: list[LayerError] = Field(description="lowest validation error first")
@@ -115,27 +170,29 @@ class LayerRecommendation(BaseModel):
     agree: bool | None
 
 
-class GroupStats(BaseModel):
-    config_key: str
-    layers: str
-    parameters: dict[str, Any] = Field(description="one trial's parameters, seed excluded")
-    n: int
-    seeds: list[int | None]
-    val_error_mean: float
-    val_error_std: float | None = Field(description="sample std; None when n = 1")
-    test_error_mean: float | None
-    test_error_std: float | None
+class ConfigVerdict(BaseModel):
+    stats: GroupStats
+    versus_vanilla: Difference | None = Field(description="test error, vanilla − this")
 
 
-class Comparison(BaseModel):
-    model: str
-    dataset: str
+class Comparison(GroupAnswer):
+    confirmed: bool = Field(
+        description="true: the groups are confirmation runs over fresh seeds; false: search "
+        "trials only (winner's curse, see caveat)"
+    )
+    confirmation_experiments: list[str]
+    caveat: str | None
     vanilla: GroupStats | None
-    nsr: GroupStats | None
+    nsr: GroupStats | None = Field(description="the best NSR configuration")
+    configurations: list[ConfigVerdict] = Field(
+        description="every compared configuration (best of each family when unconfirmed), "
+        "lowest mean validation error first"
+    )
     val_error_gain: float | None = Field(
         description="vanilla mean − NSR mean (> 0: NSR better)"
     )
     test_error_gain: float | None
+    test_error_difference: Difference | None = Field(description="vanilla vs the best NSR")
 
 
 class ModelDataset(BaseModel):
@@ -161,3 +218,76 @@ class ImportReport(BaseModel):
     inserted: int
     updated: int
     unchanged: int
+
+
+class PlannedConfiguration(BaseModel):
+    config_key: str | None = Field(description="None: vanilla made up (the search had none)")
+    family: str
+    layers: str
+    parameters: dict[str, Any] = Field(description="the NNI parameters each of its trials gets")
+    configuration: dict[str, Any] = Field(description="what the search trial trained with")
+    search_val_error: float | None = Field(description="its best single search trial")
+
+
+class ConfirmationPlan(BaseModel):
+    model: str
+    dataset: str
+    budget: str
+    searches: list[str] = Field(description="the search experiments whose configurations it runs")
+    configurations: list[PlannedConfiguration]
+    seeds: list[int] = Field(description="fresh: no stored trial of (model, dataset) used them")
+    n_trials: int
+    experiment: dict[str, Any] = Field(description="the NNI experiment config (Batch tuner)")
+    yaml: str = Field(description="the same, as YAML for nnictl create --config")
+
+
+class ConfirmationStarted(BaseModel):
+    plan: ConfirmationPlan
+    started: bool
+    nni_id: str | None = Field(description="the NNI experiment started, when start=true")
+    nni_url: str | None
+    config_path: str | None = Field(description="where the YAML was written")
+
+
+class WarmStart(BaseModel):
+    model: str
+    dataset: str
+    budget: str
+    source_experiment: str = Field(description="the search whose settings it copies")
+    layers: list[int] = Field(description="layers kept besides 'none'")
+    lambda_ranges: dict[str, list[float]] = Field(description="layer -> [low, high] of λ")
+    recommended_layer: int | None
+    empirical_best_layer: int | None
+    experiment: dict[str, Any]
+    yaml: str
+
+
+class ReportCell(BaseModel):
+    """One cell of a paper-style table: test error mean ± std over n trials."""
+
+    label: str
+    config_key: str | None
+    layers: str | None
+    family: str | None
+    mean: float | None
+    std: float | None
+    n: int
+    confirmed: bool = Field(description="from confirmation runs (else the search's own trials)")
+    paper: str | None = Field(description="the paper's figure for the same cell, where comparable")
+    p_welch: float | None = Field(description="vs vanilla (Welch), confirmed cells")
+    ci_low: float | None
+    ci_high: float | None
+
+
+class ReportGroup(BaseModel):
+    model: str
+    dataset: str
+    budget: str
+    family_of_models: str = Field(description="mlp, cnn or gnn")
+    table1: list[ReportCell] = Field(description="vanilla vs the best NSR (Tables 1-3)")
+    by_layers: list[ReportCell] = Field(description="per layer subset (Tables 6-7)")
+    by_regularizer: list[ReportCell] = Field(description="per regularizer family (Table 4)")
+
+
+class PaperReport(BaseModel):
+    groups: list[ReportGroup]

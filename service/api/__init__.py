@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from service.api import experiments, models, sync, trials
+from service.api import experiments, models, report, sync, trials
 
 router = APIRouter(prefix="/api")
 router.include_router(experiments.router)
 router.include_router(trials.router)
 router.include_router(models.router)
+router.include_router(report.router)
 router.include_router(sync.router)

@@ -1,23 +1,30 @@
+"""Answers per (model, data set, training budget): best configuration, best λ per layer, the layer
+rule, the verdict of vanilla vs NSR, confirmation runs and the warm-started next search."""
+
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Query, Response
 
-from service.deps import CacheDep, SessionDep
+from service.api.params import GroupDep
+from service.confirmation_runner import start_confirmation
+from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, SettingsDep, WriteAccess
 from storage import queries
+from storage.confirmation import MAX_SEEDS, MAX_TOP_K, confirmation_plan
 from storage.schemas import (
     BestConfig,
     BestLambdas,
     Comparison,
+    ConfirmationStarted,
     LayerRecommendation,
     ModelDataset,
+    WarmStart,
 )
+from storage.warm_start import warm_start
 
 router = APIRouter(prefix="/models", tags=["models"])
-
-ModelP = Annotated[str, Path(max_length=64, description="model, e.g. mlp4")]
-DatasetP = Annotated[str, Path(max_length=64, description="data set, e.g. digits")]
 
 
 @router.get("", response_model=list[ModelDataset])
@@ -29,33 +36,75 @@ def list_models(session: SessionDep) -> list[ModelDataset]:
 
 
 @router.get("/{model}/{dataset}/best-config", response_model=BestConfig)
-async def best_config(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
-    """The trial with the lowest validation error, with its test error and all parameters."""
-    return await cache.json(
-        ("best-config", model, dataset), lambda s: queries.best_config(s, model, dataset)
-    )
+async def best_config(cache: CacheDep, group: GroupDep) -> Response:
+    """The search trial with the lowest validation error in one budget, and its configuration's
+    confirmation runs (or the winner's-curse caveat when there are none)."""
+    return await cache.json(("best-config", group), lambda s: queries.best_config(s, group))
 
 
 @router.get("/{model}/{dataset}/best-lambda", response_model=BestLambdas)
-async def best_lambda(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
-    """Per layer, the λ of the best single-layer NSR trial on it."""
+async def best_lambda(cache: CacheDep, group: GroupDep) -> Response:
+    """Per layer, the λ of the best single-layer NSR search trial on it."""
     return await cache.json(
-        ("best-lambda", model, dataset), lambda s: queries.best_lambda_per_layer(s, model, dataset)
+        ("best-lambda", group), lambda s: queries.best_lambda_per_layer(s, group)
     )
 
 
 @router.get("/{model}/{dataset}/recommendation", response_model=LayerRecommendation)
-async def recommendation(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
+async def recommendation(cache: CacheDep, group: GroupDep) -> Response:
     """Layers ranked by intra-class variance (vanilla trials) and by achieved error."""
     return await cache.json(
-        ("recommendation", model, dataset),
-        lambda s: queries.layer_recommendation(s, model, dataset),
+        ("recommendation", group), lambda s: queries.layer_recommendation(s, group)
     )
 
 
 @router.get("/{model}/{dataset}/compare", response_model=Comparison)
-async def compare(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response:
-    """Vanilla vs the best NSR configuration, mean ± std over seeds."""
-    return await cache.json(
-        ("compare", model, dataset), lambda s: queries.compare(s, model, dataset)
-    )
+async def compare(cache: CacheDep, group: GroupDep) -> Response:
+    """Vanilla vs every compared configuration: from confirmation runs over fresh seeds when they
+    exist (mean ± std, 95 % bootstrap CI of the difference, Welch and paired p-values), else the
+    search's best per family, marked unconfirmed."""
+    return await cache.json(("compare", group), lambda s: queries.compare(s, group))
+
+
+@router.get("/{model}/{dataset}/search-space", response_model=WarmStart)
+def search_space(
+    session: SessionDep,
+    group: GroupDep,
+    format: Annotated[str, Query(pattern="^(json|yaml)$", description="json or yaml")] = "json",
+) -> WarmStart | Response:
+    """The next search, narrowed by what is stored (layers: vanilla, the recommended and the
+    empirically best; λ around the best region): an NNI experiment config for nnictl create."""
+    answer = warm_start(session, group)
+    if format == "yaml":
+        return Response(answer.yaml, media_type="application/yaml")
+    return answer
+
+
+@router.post(
+    "/{model}/{dataset}/confirm",
+    response_model=ConfirmationStarted,
+    dependencies=[WriteAccess],
+    responses={**WRITE_RESPONSES, 502: {"description": "nnictl could not start the experiment"}},
+)
+async def confirm(
+    db: DbDep,
+    settings: SettingsDep,
+    group: GroupDep,
+    top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="configurations to confirm")] = 3,
+    seeds: Annotated[int, Query(ge=2, le=MAX_SEEDS, description="fresh seeds per config")] = 5,
+    concurrency: Annotated[int, Query(ge=1, le=64, description="NNI trialConcurrency")] = 2,
+    start: Annotated[bool, Query(description="start it with nnictl (else only the plan)")] = False,
+) -> ConfirmationStarted:
+    """Plan (and with start=true, start under NNI) the experiment that re-runs the top-k
+    configurations of the group and vanilla over fresh seeds."""
+
+    def plan_it() -> ConfirmationStarted:
+        with db.session_scope() as s:
+            plan = confirmation_plan(s, group, top_k, seeds, concurrency)
+        if not start:
+            return ConfirmationStarted(
+                plan=plan, started=False, nni_id=None, nni_url=None, config_path=None
+            )
+        return start_confirmation(plan, settings)
+
+    return await asyncio.to_thread(plan_it)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 
-from storage.queries import MAX_LIMIT, MAX_OFFSET, TrialFilter
+from storage.queries import MAX_LIMIT, MAX_OFFSET, Group, TrialFilter
 
 TrialStatus = Literal[
     "WAITING", "RUNNING", "SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED",
@@ -22,6 +22,17 @@ Layers = Annotated[
 ]
 Status = Annotated[TrialStatus | None, Query(description="NNI trial status")]
 Experiment = Annotated[str | None, Query(max_length=64, description="NNI experiment id")]
+Budget = Annotated[
+    str | None,
+    Query(
+        max_length=256,
+        description="training budget, e.g. 'epochs=15 lr=0.1 batch_size=100' "
+        "(default for model answers: the budget with the most trials)",
+    ),
+]
+IncludePartial = Annotated[
+    bool, Query(description="rank early-stopped / partial-budget trials too (marked partial)")
+]
 SortOrder = Annotated[Literal["asc", "desc"], Query(description="sort direction")]
 
 
@@ -31,17 +42,30 @@ def trial_filter(
     dataset: Dataset = None,
     status: Status = None,
     layers: Layers = None,
+    budget: Budget = None,
 ) -> TrialFilter:
     """The trial filters of the query string, as the one value the queries take."""
-    return TrialFilter(experiment, model, dataset, status, layers)
+    return TrialFilter(experiment, model, dataset, status, layers, budget)
 
 
 def experiment_trial_filter(
-    nni_id: str, status: Status = None, layers: Layers = None
+    nni_id: str, status: Status = None, layers: Layers = None, budget: Budget = None
 ) -> TrialFilter:
     """The trials of the experiment in the path, filtered by the query string."""
-    return TrialFilter(experiment=nni_id, status=status, layers=layers)
+    return TrialFilter(experiment=nni_id, status=status, layers=layers, budget=budget)
+
+
+ModelP = Annotated[str, Path(max_length=64, description="model, e.g. mlp4")]
+DatasetP = Annotated[str, Path(max_length=64, description="data set, e.g. digits")]
+
+
+def model_group(
+    model: ModelP, dataset: DatasetP, budget: Budget = None, include_partial: IncludePartial = False
+) -> Group:
+    """The (model, data set, budget) group of the path and query string."""
+    return Group(model, dataset, budget, include_partial)
 
 
 TrialFilterDep = Annotated[TrialFilter, Depends(trial_filter)]
+GroupDep = Annotated[Group, Depends(model_group)]
 ExperimentTrialFilterDep = Annotated[TrialFilter, Depends(experiment_trial_filter)]

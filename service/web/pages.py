@@ -12,8 +12,11 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from service.api.params import GroupDep
 from service.deps import SessionDep
+from service.report import cell_text
 from storage import queries
+from storage.report import paper_report
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
@@ -45,6 +48,7 @@ def _json_for_script(value: Any) -> Markup:
 
 
 templates.env.filters["tojson_compact"] = _json_for_script
+templates.env.filters["cell"] = cell_text
 
 router = APIRouter(include_in_schema=False)
 
@@ -70,14 +74,21 @@ def experiment_page(request: Request, session: SessionDep, nni_id: str) -> HTMLR
 
 
 @router.get("/models/{model}/{dataset}", response_class=HTMLResponse)
-def model_page(request: Request, session: SessionDep, model: str, dataset: str) -> HTMLResponse:
-    best = queries.best_config(session, model, dataset)
+def model_page(request: Request, session: SessionDep, group: GroupDep) -> HTMLResponse:
+    best = queries.best_config(session, group)
+    group = queries.Group(group.model, group.dataset, best.budget, group.include_partial)
     ctx: dict[str, Any] = {
-        "model": model,
-        "dataset": dataset,
+        "model": group.model,
+        "dataset": group.dataset,
         "best": best,
-        "lambdas": queries.best_lambda_per_layer(session, model, dataset),
-        "rec": queries.layer_recommendation(session, model, dataset),
-        "cmp": queries.compare(session, model, dataset),
+        "lambdas": queries.best_lambda_per_layer(session, group),
+        "rec": queries.layer_recommendation(session, group),
+        "cmp": queries.compare(session, group),
     }
     return templates.TemplateResponse(request, "model.html", ctx)
+
+
+@router.get("/report", response_class=HTMLResponse)
+def report_page(request: Request, session: SessionDep) -> HTMLResponse:
+    report = paper_report(session)
+    return templates.TemplateResponse(request, "report.html", {"report": report})

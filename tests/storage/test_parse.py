@@ -6,15 +6,16 @@ import pytest
 
 from storage.nni_reader import RawTrial
 from storage.parse import (
-    CommandInfo,
     config_key,
+    confirmation_name,
+    confirmed_searches,
     decode_metric,
     parse_layers,
     parse_trial,
     parse_trial_command,
 )
 
-CMD = CommandInfo(model="mlp4", dataset="digits", seed=None)
+CMD = parse_trial_command("python -m trials.mlp --model mlp4 --dataset digits --epochs 15 --lr 0.1")
 
 
 def nni_text(value):
@@ -27,17 +28,19 @@ def raw(params, final=None, status="SUCCEEDED", intermediate=()):
 
 
 def test_trial_command_flags_in_both_forms():
-    info = parse_trial_command(
-        "python -m trials.mlp --model=mlp6 --dataset 'fashion mnist' --seed 3"
+    flags = parse_trial_command(
+        "python -m trials.mlp --model=mlp6 --dataset 'fashion mnist' --seed 3 --lambda-4 2 --x"
     )
-    assert (info.model, info.dataset, info.seed) == ("mlp6", "fashion mnist", 3)
-    assert parse_trial_command("python x.py") == CommandInfo()
-    assert parse_trial_command("python x.py --seed notanint").seed is None
+    assert flags == {"entry": "mlp", "model": "mlp6", "dataset": "fashion mnist", "seed": "3",
+                     "lambda_4": "2"}  # fmt: skip
+    assert parse_trial_command("python x.py") == {}
+    trial, _ = parse_trial(raw({"layers": "4"}), parse_trial_command("x --seed notanint"))
+    assert trial["seed"] is None
 
 
 @pytest.mark.parametrize("layers,expected", [
     ("none", ("none", [])), ("4", ("4", [4])), ("4, 3", ("3,4", [3, 4])), (3, ("3", [3])),
-    ("conv1", ("conv1", None)), ("0", ("0", None)),
+    ("conv1", ("conv1", None)), ("0", ("0", None)), ("last", ("last", None)), (None, ("none", [])),
 ])  # fmt: skip
 def test_parse_layers(layers, expected):
     assert parse_layers(layers) == expected
@@ -57,7 +60,8 @@ def test_contract_final_dict_gives_columns_and_layer_rows():
              "var_4": 40.0, "var_4_init": 41.0, "note": "text is dropped"}  # fmt: skip
     trial, layers = parse_trial(raw(params, nni_text(final), intermediate=[5.0, 2.0]), CMD)
     assert (trial["val_error"], trial["test_error"], trial["best_epoch"]) == (2.0, 2.5, 4)
-    assert trial["seed"] == 0  # absent everywhere: default 0
+    assert trial["seed"] is None  # absent everywhere: unknown, not a made-up 0
+    assert trial["budget"] == "epochs=15 lr=0.1" and trial["config_source"] == "parameters"
     assert trial["model"] == "mlp4" and trial["dataset"] == "digits"
     assert trial["family"] == "nsr" and trial["n_layers"] == 2 and trial["layers"] == "3,4"
     assert trial["parameters"]["lr"] == 0.1  # unknown keys are kept
@@ -70,7 +74,7 @@ def test_contract_final_dict_gives_columns_and_layer_rows():
 
 
 def test_parameters_win_over_trial_command_and_seed_comes_from_command():
-    cmd = CommandInfo(model="mlp4", dataset="digits", seed=7)
+    cmd = parse_trial_command("python -m trials.mlp --model mlp4 --dataset digits --seed 7")
     trial, _ = parse_trial(raw({"layers": "none", "model": "mlp6", "dataset": "mnist"}), cmd)
     assert (trial["model"], trial["dataset"], trial["seed"]) == ("mlp6", "mnist", 7)
     assert trial["family"] == "vanilla"
@@ -98,3 +102,53 @@ def test_config_key_ignores_seed_and_ineffective_lambdas():
     c = {"layers": "4", "lambda_3": 1.0, "lambda_4": 3.0, "seed": 0}
     assert config_key(a) == config_key(b) != config_key(c)
     assert config_key({"layers": "none", "lambda_4": 1.0}) == config_key({"layers": "none"})
+
+
+def test_layers_fixed_in_the_command_are_nsr_not_vanilla():
+    """A search that fixes --layers 4 and searches only lambda_4 is NSR on layer 4."""
+    cmd = parse_trial_command("python -m trials.mlp --model mlp4 --dataset digits --layers 4")
+    trial, rows = parse_trial(raw({"lambda_4": 3.0, "seed": 1}), cmd)
+    assert (trial["family"], trial["layers"]) == ("nsr", "4")
+    assert [(r["layer"], r["lam"]) for r in rows] == [(4, 3.0)]
+    # Nothing anywhere says which layers: unknown, never "vanilla".
+    trial, _ = parse_trial(raw({"lambda_4": 3.0}), parse_trial_command("python my_trial.py"))
+    assert trial["family"] == "unknown" and trial["config_source"] == "parameters"
+
+
+def test_reported_config_wins_over_parameters_and_command():
+    cmd = parse_trial_command("python -m trials.mlp --model mlp4 --dataset digits --epochs 15")
+    config = {"entry": "mlp", "model": "mlp4", "dataset": "digits", "layers": "3",
+              "lambda_3": 2.5, "seed": 4, "epochs": 15, "lr": 0.1, "batch_size": 32}
+    final = {"default": 3.0, "test_error": 3.5, "config": config}
+    # NNI's record says vanilla (a neighbour's set); the trial says what it trained with.
+    trial, rows = parse_trial(raw({"layers": "none", "seed": 0}, nni_text(final)), cmd)
+    assert trial["config_source"] == "report" and trial["config"] == config
+    assert (trial["family"], trial["layers"], trial["seed"]) == ("nsr", "3", 4)
+    assert trial["budget"] == "epochs=15 lr=0.1 batch_size=32"
+    assert [(r["layer"], r["lam"]) for r in rows] == [(3, 2.5)]
+    assert "config" not in trial["final_metrics"]  # numbers only; the config has its column
+
+
+def test_budget_is_part_of_the_configuration_identity():
+    base = {"entry": "mlp", "layers": "4", "lambda_4": 2.0, "epochs": 15, "lr": 0.1}
+    assert config_key(base) != config_key({**base, "epochs": 100})
+    assert config_key(base) == config_key({**base, "seed": 9, "threads": 1, "data_root": "/x"})
+    # A flag's text and a report's number are the same configuration.
+    assert config_key({**base, "epochs": "15", "lr": "0.1"}) == config_key(base)
+
+
+def test_early_stopped_trial_is_partial_with_its_best_so_far():
+    trial, _ = parse_trial(raw({"layers": "4"}, None, "EARLY_STOPPED", [9.0, 7.0, 8.0]), CMD)
+    assert trial["partial"] and trial["val_error"] == 7.0 and trial["epochs_run"] == 3
+    full = {"default": 2.0, "epochs_run": 15}
+    done, _ = parse_trial(raw({"layers": "4"}, nni_text(full)), CMD)
+    assert not done["partial"]
+    short, _ = parse_trial(raw({"layers": "4"}, nni_text({**full, "epochs_run": 5})), CMD)
+    assert short["partial"]  # fewer epochs than the budget's 15
+
+
+def test_confirmation_experiments_are_recognised_by_name():
+    name = confirmation_name("mlp4", "digits", ["abc123", "xyz789"])
+    assert confirmed_searches(name) == ["abc123", "xyz789"]
+    assert confirmed_searches("nsr-quickstart-mlp4-digits") is None
+    assert confirmed_searches(None) is None

@@ -68,7 +68,37 @@ function recommendationPlot(rec) {
   }, { responsive: true });
 }
 
+// The model page's "confirm" button: POST from the page (same origin), show what started.
+function confirmForm(form) {
+  const out = document.getElementById("confirm-result");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const headers = {};
+    const token = sessionStorage.getItem("nsr-token");
+    if (token) headers.Authorization = "Bearer " + token;
+    out.textContent = "starting the confirmation experiment…";
+    let resp = await fetch(form.action, { method: "POST", headers });
+    if (resp.status === 401) {
+      const given = window.prompt("This service needs its write token (NSR_API_TOKEN):");
+      if (!given) { out.textContent = "not started: a write token is needed"; return; }
+      sessionStorage.setItem("nsr-token", given);
+      resp = await fetch(form.action, { method: "POST", headers: { Authorization: "Bearer " + given } });
+    }
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) { out.textContent = "not started: " + (body.detail || resp.status); return; }
+    out.textContent = "";
+    const a = document.createElement("a");
+    a.href = body.nni_url || "#";
+    a.textContent = "NNI experiment " + body.nni_id;
+    out.append("Started ", a, ": " + body.plan.n_trials + " trials (" +
+      body.plan.configurations.length + " configurations × seeds " + body.plan.seeds.join(", ") +
+      "); the verdict above uses them once the service has synced them.");
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("confirm-form");
+  if (form) confirmForm(form);
   document.querySelectorAll("table.sortable").forEach(makeSortable);
   const plotData = document.getElementById("plot-data");
   if (plotData) experimentPlots(JSON.parse(plotData.textContent));
