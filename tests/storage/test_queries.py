@@ -10,7 +10,10 @@ from storage import queries as q
 from storage.errors import InvalidValue, NotFound
 from storage.ingest import ingest_experiment
 from storage.nni_reader import RawExperiment, RawTrial
+from storage.queries import Group
 from storage.queries import TrialFilter as TF
+
+G = Group("mlp4", "digits")
 
 
 def final(val, test, var2, var3, var4):
@@ -62,25 +65,26 @@ def loaded(db):
 
 def test_best_config_is_lowest_validation_error(loaded):
     with loaded.session_scope() as s:
-        best = q.best_config(s, "mlp4", "digits")
+        best = q.best_config(s, G)
     assert best.trial.trial_job_id == "t9" and best.trial.experiment == "q1"
     assert (best.trial.val_error, best.trial.test_error, best.trial.layers) == (8.0, 8.7, "3,4")
     assert best.trial.parameters == TRIALS[8].parameters
     assert best.n_trials == 9  # the FAILED trial has no validation error
+    assert best.budget == "unknown" and not best.confirmed and "unconfirmed" in best.caveat
     assert [(r.layer, r.lam) for r in best.trial.layer_rows] == [(2, 0.0), (3, 1.0), (4, 1.0)]
     assert best.trial.intermediate == [20.0, 15.0]
 
 
 def test_best_lambda_per_layer(loaded):
     with loaded.session_scope() as s:
-        res = q.best_lambda_per_layer(s, "mlp4", "digits")
+        res = q.best_lambda_per_layer(s, G)
     got = [(r.layer, r.lam, r.val_error, r.trial_job_id, r.n_trials) for r in res.layers]
     assert got == [(3, 5.0, 8.5, "t6", 3), (4, 2.0, 9.5, "t7", 2)]
 
 
 def test_layer_recommendation(loaded):
     with loaded.session_scope() as s:
-        rec = q.layer_recommendation(s, "mlp4", "digits")
+        rec = q.layer_recommendation(s, G)
     # Vanilla means: var_2 = 22, var_3 = 32, var_4 = 42 → the paper's rule picks layer 4.
     assert [(r.layer, r.mean_var, r.n_trials) for r in rec.variance_ranking] == [
         (4, 42.0, 3), (3, 32.0, 3), (2, 22.0, 3)]  # fmt: skip
@@ -94,7 +98,7 @@ def test_layer_recommendation(loaded):
 
 def test_compare_vanilla_against_best_nsr_group(loaded):
     with loaded.session_scope() as s:
-        cmp = q.compare(s, "mlp4", "digits")
+        cmp = q.compare(s, G)
     v, n = cmp.vanilla, cmp.nsr
     assert (v.n, v.seeds, v.val_error_mean, v.val_error_std) == (3, [0, 1, 2], 12.0, 2.0)
     assert (v.test_error_mean, v.test_error_std) == (13.0, 2.0)
@@ -102,14 +106,18 @@ def test_compare_vanilla_against_best_nsr_group(loaded):
     assert (n.layers, n.n, n.val_error_mean, n.val_error_std) == ("3,4", 1, 8.0, None)
     assert cmp.val_error_gain == pytest.approx(4.0)
     assert cmp.test_error_gain == pytest.approx(13.0 - 8.7)
+    assert not cmp.confirmed and "winner" not in (cmp.caveat or "x") or "luckiest" in cmp.caveat
+    # n = 1 on the NSR side: no interval and no p-value, never a made-up number.
+    d = cmp.test_error_difference
+    assert d.difference == pytest.approx(13.0 - 8.7) and d.ci_low is None and d.p_welch is None
 
 
 def test_unknown_model_or_dataset_is_not_found_with_known_values(loaded):
     with loaded.session_scope() as s:
         with pytest.raises(NotFound, match=r"unknown model 'vgg'.*mlp4.*mlp6"):
-            q.best_config(s, "vgg", "digits")
+            q.best_config(s, Group("vgg", "digits"))
         with pytest.raises(NotFound, match=r"unknown dataset 'cifar10' for model 'mlp4'.*digits"):
-            q.layer_recommendation(s, "mlp4", "cifar10")
+            q.layer_recommendation(s, Group("mlp4", "cifar10"))
 
 
 def test_trial_lists_filter_sort_and_page(loaded):
