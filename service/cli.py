@@ -44,6 +44,39 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NNI_SQLITE",
         help="ingest this nni.sqlite file instead of the registry (repeatable)",
     )
+    r = sub.add_parser(
+        "report",
+        help="the paper's tables from stored results (Markdown or CSV)",
+        description="Per (model, data set, budget): vanilla vs NSR, NSR per layer subset and per "
+        "regularizer family, each cell the test error mean ± std over n (confirmation runs "
+        "where they exist, else marked unconfirmed), with the paper's figure where comparable.",
+    )
+    r.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    r.add_argument("--output", type=Path, help="write here instead of standard output")
+    c = sub.add_parser(
+        "confirm",
+        help="plan (and --start) the confirmation runs of a model's best configurations",
+        description="Re-run the top-k configurations of a (model, data set, budget) search and "
+        "vanilla over fresh seeds no stored trial used, as an NNI experiment (Batch tuner). "
+        "Writes its YAML; with --start runs `nnictl create` on it. Once synced, compare and the "
+        "model page give the verdict from these runs.",
+    )
+    c.add_argument("model")
+    c.add_argument("dataset")
+    c.add_argument("--budget", help="training budget (default: the one with the most trials)")
+    c.add_argument("--top-k", type=int, default=3, help="configurations to confirm (default 3)")
+    c.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration (5)")
+    c.add_argument("--concurrency", type=int, default=2, help="NNI trialConcurrency (2)")
+    c.add_argument("--start", action="store_true", help="start it with nnictl")
+    w = sub.add_parser(
+        "search-space",
+        help="the next search of a model, narrowed by stored results (NNI YAML)",
+        description="Layers: vanilla, the variance rule's and the empirically best; λ: around "
+        "the best region. Prints an NNI experiment config ready for `nnictl create --config`.",
+    )
+    w.add_argument("model")
+    w.add_argument("dataset")
+    w.add_argument("--budget", help="training budget (default: the one with the most trials)")
     v = sub.add_parser("serve", help="run the web UI and REST API (syncs in the background)")
     v.add_argument("--host", help="bind address (default 127.0.0.1)")
     v.add_argument("--port", type=int, help="port (default 8765)")
@@ -83,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "init":
             print(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
             return 0
+        if args.command in ("report", "confirm", "search-space"):
+            return _answer(db, settings, args)
         if args.sqlite:
             for path in args.sqlite:
                 r = ingest_sqlite_file(db, path)
@@ -99,6 +134,41 @@ def run(args: argparse.Namespace) -> int:
         return 1 if report.errors else 0
     finally:
         db.dispose()
+
+
+def _answer(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    from service.confirmation_runner import start_confirmation, write_plan
+    from service.report import to_csv, to_markdown
+    from storage.confirmation import confirmation_plan
+    from storage.queries import Group
+    from storage.report import paper_report
+    from storage.warm_start import warm_start
+
+    with db.session_scope() as s:
+        if args.command == "report":
+            report = paper_report(s)
+            text = to_csv(report) if args.format == "csv" else to_markdown(report)
+            if args.output:
+                args.output.write_text(text)
+                print(f"report written to {args.output}", file=sys.stderr)
+            else:
+                print(text, end="")
+            return 0
+        group = Group(args.model, args.dataset, args.budget)
+        if args.command == "search-space":
+            print(warm_start(s, group).yaml, end="")
+            return 0
+        plan = confirmation_plan(s, group, args.top_k, args.seeds, args.concurrency)
+    if args.start:
+        started = start_confirmation(plan, settings)
+        print(f"confirmation experiment {started.nni_id} started ({plan.n_trials} trials, "
+              f"seeds {plan.seeds}); NNI's UI: {started.nni_url}; "
+              f"config: {started.config_path}")  # fmt: skip
+    else:
+        path = write_plan(plan)
+        print(f"{plan.n_trials} trials ({len(plan.configurations)} configurations x seeds "
+              f"{plan.seeds}) written to {path}; start: nnictl create --config {path}")  # fmt: skip
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

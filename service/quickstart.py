@@ -1,11 +1,14 @@
-"""The README's main job: run the quickstart NNI search and show its results through the service.
+"""The README's main job: search, confirm over fresh seeds, and print the verdict.
 
     python -m service.quickstart [--config search_spaces/quickstart.yml]
 
 1. starts the results service in the background (or reuses the one already on its port),
 2. ``nnictl create`` the search, and follows it to the end with a progress line,
-3. syncs the service and prints the best configuration and best λ per layer fetched from its REST
-   API, with the addresses of the web UI and of NNI's own UI.
+3. syncs the service and prints the search's best configuration and best λ per layer,
+4. asks the service to confirm the top configurations and vanilla over fresh seeds
+   (``POST /api/models/{model}/{dataset}/confirm?start=true``: an NNI experiment of its own),
+   follows it, syncs, and prints the verdict: mean ± std, the 95 % CI of the gain, Welch's p and
+   the per-seed wins, all from the REST API, with the addresses of the web UI and of NNI's UI.
 
 The service keeps running afterwards so the results can be browsed; ``make stop`` ends it.
 """
@@ -40,7 +43,11 @@ class QuickstartError(Exception):
 
 
 def http_json(url: str, method: str = "GET", timeout: float = 10.0) -> Any:
-    request = urllib.request.Request(url, method=method)
+    headers = {}
+    token = os.environ.get("NSR_API_TOKEN", "").strip()
+    if token and method != "GET":  # the service asks writes for its token when it has one
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -163,6 +170,42 @@ def model_and_dataset(config: dict[str, Any]) -> tuple[str, str]:
     return flags.get("--model", "mlp4"), flags.get("--dataset", "digits")
 
 
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def verdict_lines(cmp: Mapping[str, Any]) -> list[str]:
+    """The compare answer as lines: each configuration against vanilla, with its statistics."""
+    kind = "confirmed over fresh seeds" if cmp["confirmed"] else "UNCONFIRMED (search trials)"
+    lines = [f"verdict for {cmp['model']} on {cmp['dataset']} [{cmp['budget']}], {kind}:"]
+    v = cmp.get("vanilla")
+    if v:
+        lines.append(f"  vanilla: test error {_pm(v['test_error_mean'], v['test_error_std'])} %"
+                     f" (n={v['n']})")  # fmt: skip
+    for c in cmp.get("configurations", []):
+        st, d = c["stats"], c.get("versus_vanilla")
+        lams = " ".join(
+            f"λ{k[7:]}={float(val):.4g}" for k, val in st["parameters"].items()
+            if k.startswith("lambda_")
+        )  # fmt: skip
+        line = (f"  {st['family']} layers={st['layers']} {lams}: test error "
+                f"{_pm(st['test_error_mean'], st['test_error_std'])} % (n={st['n']})")  # fmt: skip
+        if d and d.get("difference") is not None:
+            line += f"; gain {d['difference']:+.2f} points"
+            if d.get("ci_low") is not None:
+                line += f", 95 % CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+            if d.get("p_welch") is not None:
+                line += f", Welch p={d['p_welch']:.3g}"
+            if d.get("paired_seeds"):
+                line += f", better on {d['paired_wins']} of {d['paired_seeds']} seeds"
+        lines.append(line)
+    if cmp.get("caveat"):
+        lines.append(f"  note: {cmp['caveat']}")
+    return lines
+
+
 def summary(base: str, model: str, dataset: str) -> list[str]:
     best = http_json(f"{base}/api/models/{model}/{dataset}/best-config")
     lambdas = http_json(f"{base}/api/models/{model}/{dataset}/best-lambda")
@@ -175,7 +218,8 @@ def summary(base: str, model: str, dataset: str) -> list[str]:
         if f"lambda_{k}" in params
     )
     lines = [
-        f"best config for {model} on {dataset}: layers={chosen} {lam}".rstrip(),
+        f"search's best trial for {model} on {dataset} [{best['budget']}]: "
+        f"layers={chosen} {lam}".rstrip(),
         f"  validation error {trial['val_error']:.2f} %, test error {trial['test_error']:.2f} %"
         f" (trial {trial['trial_job_id']} of {trial['experiment']}, seed {trial.get('seed')})",
         "best λ per layer:",
@@ -186,6 +230,25 @@ def summary(base: str, model: str, dataset: str) -> list[str]:
             f"  ({row['n_trials']} trials on this layer)"
         )
     return lines
+
+
+def confirm(group: str, base: str, top: int, seeds: int, timeout: float) -> str:
+    """Start the confirmation experiment through the service, follow it, sync."""
+    started = time.monotonic()
+    answer = http_json(
+        f"{group}/confirm?top_k={top}&seeds={seeds}&start=true", method="POST", timeout=200
+    )
+    plan = answer["plan"]
+    port = int(answer["nni_url"].rstrip("/").rsplit(":", 1)[1])
+    print(
+        f"confirming {len(plan['configurations'])} configurations (top {top} and vanilla) over "
+        f"fresh seeds {plan['seeds']}: NNI experiment {answer['nni_id']}, {answer['nni_url']}",
+        flush=True,
+    )
+    status = follow(answer["nni_id"], port, plan["n_trials"], timeout)
+    print(f"confirmation {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
+    print(sync_line(http_json(f"{base}/api/sync", method="POST", timeout=120)), flush=True)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         help="port of NNI's manager (the next free one is used if taken)",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the search")
+    parser.add_argument(
+        "--confirm-top", type=int, default=2, help="configurations to confirm (0: skip confirming)"
+    )
+    parser.add_argument("--confirm-seeds", type=int, default=3, help="fresh seeds per config")
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -226,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         report = http_json(f"{base}/api/sync", method="POST", timeout=120)
         print(sync_line(report), flush=True)
         for line in summary(base, model, dataset):
+            print(line)
+        group = f"{base}/api/models/{model}/{dataset}"
+        if args.confirm_top > 0 and status == "DONE":
+            status = confirm(group, base, args.confirm_top, args.confirm_seeds, args.timeout)
+        for line in verdict_lines(http_json(f"{group}/compare")):
             print(line)
         print(
             f"\nresults UI: {base}/   experiment: {base}/experiments/{exp_id}   "

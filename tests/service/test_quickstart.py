@@ -1,4 +1,5 @@
-"""The README's main job end to end: service started, NNI search run, best λ printed from REST."""
+"""The README's main job end to end: service started, NNI search run, best λ printed from REST,
+the top configurations confirmed over fresh seeds by a second NNI experiment, and the verdict."""
 
 from __future__ import annotations
 
@@ -10,19 +11,26 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from nni_runner import REPO, free_port, nni_env, tiny_config
+from scipy import stats
 
 from service.quickstart import nnictl
 
 pytestmark = pytest.mark.nni
 
 
-def test_quickstart_runs_the_search_and_prints_the_best_lambda_from_the_service(
+def get(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_quickstart_searches_confirms_and_prints_the_verdict_from_the_service(
     tmp_path: Path,
 ) -> None:
-    config = tiny_config(max_trials=3, epochs=2)
+    config = tiny_config(max_trials=4, epochs=2)
     config["searchSpace"]["layers"]["_value"] = ["none", "4"]
     config_path = tmp_path / "quick.yml"
     config_path.write_text(yaml.safe_dump(config))
@@ -34,22 +42,56 @@ def test_quickstart_runs_the_search_and_prints_the_best_lambda_from_the_service(
     try:
         out = subprocess.run(
             [sys.executable, "-m", "service.quickstart", "--config", str(config_path),
-             "--nni-port", str(free_port()), "--timeout", "300"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=420,
+             "--nni-port", str(free_port()), "--timeout", "300", "--confirm-top", "1",
+             "--confirm-seeds", "3"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr
         text = out.stdout
         assert f"service: started at http://127.0.0.1:{port}/" in text
-        assert "DONE, trials 3 succeeded (of 3)" in text
+        assert "DONE, trials 4 succeeded (of 4)" in text
         assert "service synced 1 experiment(s): trials " in text and "sync error" not in text
-        assert "best config for mlp4 on digits: layers=" in text
+        assert "search's best trial for mlp4 on digits [epochs=2 lr=0.1 batch_size=32]" in text
         assert "validation error" in text and "best λ per layer:" in text
         assert f"results UI: http://127.0.0.1:{port}/" in text
         # The λ it printed is the service's: the REST answer names the same trial.
-        url = f"http://127.0.0.1:{port}/api/models/mlp4/digits/best-config"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            best = json.loads(resp.read())
+        best = get(port, "/api/models/mlp4/digits/best-config")
         assert f"(trial {best['trial']['trial_job_id']} of" in text
+        search_id = best["trial"]["experiment"]
+        # Confirmation: a second NNI experiment, 2 configurations (top 1 + vanilla) x 3 seeds.
+        assert "DONE, trials 6 succeeded (of 6)" in text
+        assert "service synced 2 experiment(s)" in text
+        cmp = get(port, "/api/models/mlp4/digits/compare")
+        assert cmp["confirmed"] and search_id not in cmp["confirmation_experiments"]
+        [conf_id] = cmp["confirmation_experiments"]
+        exp = get(port, f"/api/experiments/{conf_id}")
+        assert exp["role"] == "confirmation" and exp["confirms"] == [search_id]
+        trials = get(port, f"/api/experiments/{conf_id}/trials?limit=100")["items"]
+        assert {t["seed"] for t in trials} == {1000, 1001, 1002}  # fresh: the search used 0, 1
+        assert all(t["config_source"] == "report" for t in trials)
+        # The verdict is SciPy's on exactly the confirmation trials' test errors.
+        by_family: dict[str, list[float]] = {}
+        for t in sorted(trials, key=lambda t: t["seed"]):
+            by_family.setdefault(t["family"], []).append(t["test_error"])
+        vanilla, nsr = by_family["vanilla"], by_family["nsr"]
+        [verdict] = cmp["configurations"]
+        assert cmp["vanilla"]["test_errors"] == vanilla and verdict["stats"]["test_errors"] == nsr
+        d = verdict["versus_vanilla"]
+        assert d["difference"] == pytest.approx(np.mean(vanilla) - np.mean(nsr))
+        if np.ptp(vanilla + nsr) > 0:
+            assert d["p_welch"] == pytest.approx(
+                stats.ttest_ind(vanilla, nsr, equal_var=False).pvalue, nan_ok=True
+            ) or d["p_welch"] is None
+            boot = stats.bootstrap(
+                (np.array(vanilla), np.array(nsr)),
+                lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                vectorized=True, n_resamples=9999, method="percentile",
+                rng=np.random.default_rng(0),
+            )  # fmt: skip
+            assert d["ci_low"] == pytest.approx(boot.confidence_interval.low)
+            assert d["ci_high"] == pytest.approx(boot.confidence_interval.high)
+        assert f"verdict for mlp4 on digits [{cmp['budget']}], confirmed over fresh seeds" in text
+        assert "better on" in text and f"of {d['paired_seeds']} seeds" in text
     finally:
         nnictl("stop", "--all", env=nni_env(tmp_path))
         if pid_file.exists():

@@ -34,6 +34,7 @@ WRITES = [
     ("post", "/api/sync", {}),
     ("post", "/api/import", {"content": b"x", "headers": {"Content-Type": OCTETS}}),
     ("delete", "/api/experiments/expA", {}),
+    ("post", "/api/models/mlp4/digits/confirm", {}),
 ]  # fmt: skip
 
 
@@ -63,7 +64,8 @@ def test_reads_stay_open_and_openapi_marks_the_writes(authed):
     secured = {(m, p) for p, ops in spec["paths"].items() for m, op in ops.items()
                if op.get("security")}  # fmt: skip
     assert secured == {("post", "/api/sync"), ("post", "/api/import"),
-                       ("delete", "/api/experiments/{nni_id}")}  # fmt: skip
+                       ("delete", "/api/experiments/{nni_id}"),
+                       ("post", "/api/models/{model}/{dataset}/confirm")}  # fmt: skip
 
 
 def test_delete_with_token_removes_the_experiment_and_its_answers(authed):
