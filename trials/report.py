@@ -1,6 +1,6 @@
 """Reporting a trial: to NNI inside an experiment, to the terminal outside, the same metrics.
 
-The final dict is the contract with NNI and the results service (DESIGN.md, "NNI contract"):
+The final dict is the contract with NNI and the results service (trials/contract.py):
 ``default`` = best validation error in % (what the tuner minimizes, never the test error),
 ``test_error`` at the best validation epoch, ``best_epoch`` (1-based), ``var_<k>`` and
 ``var_<k>_init`` for every regularizable layer k, ``epoch_seconds`` — all flat numbers.
