@@ -15,7 +15,7 @@ from trials.gnn import MODELS, GNNParams, cli, layer_indices, main
 from trials.graph_data import Graph, load_graph, random_split
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "datasets"  # Cora's raw Planetoid files (the offline copy CI lays beside the repository)
+SHARED_DATA = REPO.parent / "shared" / "datasets"  # Cora's raw files, laid beside the repo
 FAST = GNNParams(synthetic=200, epochs=30, device="cpu", threads=1)
 
 
