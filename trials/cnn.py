@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,12 +37,13 @@ from trials.params import (
     require_at_least,
     require_choice,
 )
-from trials.report import Reporter, final_metrics
+from trials.report import Reporter, final_metrics, with_config
 from trials.runtime import pick_device, run_main, seed_everything
 
 DATASETS = ("cifar10",)
 # (optimizer, default lr) per model, as in the paper's implementation references.
 OPTIMIZERS = {"resnet18": ("sgd", 0.1), "vgg19": ("adam", 1e-4)}
+ENTRY = "cnn"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
@@ -186,9 +188,7 @@ def image_error(
     return 100.0 * float(wrong) / max(total, 1)
 
 
-def probe(
-    model: nn.Module, splits: Splits, samples: int, size: int
-) -> dict[int, LayerVariance]:
+def probe(model: nn.Module, splits: Splits, samples: int, size: int) -> dict[int, LayerVariance]:
     # The first `samples` training images, un-augmented: the split is shuffled by the split seed,
     # so this is a fixed random subset, the same for every trial of a search. float32 (no autocast)
     # so variances are comparable across devices.
@@ -255,6 +255,7 @@ def train_cnn(
         best_val,
         test_error,
         best_epoch,
+        p.epochs,
         train_seconds / p.epochs,
         var_init,
         var_end,
@@ -262,7 +263,7 @@ def train_cnn(
     )
 
 
-def main(p: CNNParams) -> dict[str, float]:
+def main(p: CNNParams) -> dict[str, Any]:
     """Train one CNN as ``p`` says and return the final metrics (also reported to NNI)."""
     validate(p)
     lambdas = chosen_lambdas(p, layer_indices(p))
@@ -274,7 +275,8 @@ def main(p: CNNParams) -> dict[str, float]:
         splits = load_cifar10(p.data_root, p.split_seed, p.download)
     splits = splits.to(device)
     model = prepare_model(p.model, splits.num_classes, device)
-    return train_cnn(model, splits, lambdas, p, device, Reporter())
+    metrics = train_cnn(model, splits, lambdas, p, device, Reporter())
+    return with_config(metrics, p, sorted(lambdas), ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

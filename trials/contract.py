@@ -97,7 +97,7 @@ class ContractError(ValueError):
 
 
 def parse_layers(spec: Any, available: Sequence[int] | None = None) -> list[int]:
-    """``"none"``/``""``/None -> [], ``"3,4"`` -> [3, 4], ``4`` -> [4], ``"last"`` -> [max(available)].
+    """``"none"``/``""``/None -> [], ``"3,4"`` -> [3, 4], ``4`` -> [4], ``"last"`` -> [max].
 
     With ``available`` (a trial knows its model) every index is checked against it; without it
     (storage reading a record) ``"last"`` cannot be resolved and is an error, like any index < 1.

@@ -13,6 +13,7 @@ import copy
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +96,7 @@ def train_classifier(
     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer | PlainSGD],
     cfg: LoopConfig,
     reporter: Reporter,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Train with NSR on ``lambdas`` (layer index -> λ; empty = vanilla); return final metrics."""
     var_init = probe(model, layers, splits, cfg.probe_samples)
     reg = NeuronSteadiness(
@@ -137,5 +138,11 @@ def train_classifier(
     model.load_state_dict(best_state)
     test_error = error_rate(model, splits.test_x, splits.test_y)
     return final_metrics(
-        best_val, test_error, best_epoch, train_seconds / max(cfg.epochs, 1), var_init, var_end
+        best_val,
+        test_error,
+        best_epoch,
+        cfg.epochs,
+        train_seconds / max(cfg.epochs, 1),
+        var_init,
+        var_end,
     )

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +34,11 @@ from trials.params import (
     require_at_least,
     require_choice,
 )
-from trials.report import Reporter, final_metrics
+from trials.report import Reporter, final_metrics, with_config
 from trials.runtime import pick_device, run_main, seed_everything
 
 MODELS = {f"{kind}{depth}": (kind, depth) for kind in ("gcn", "sage") for depth in (2, 3, 4)}
+ENTRY = "gnn"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
@@ -170,11 +172,11 @@ def train_gnn(
     model.load_state_dict(best_state)
     test_error = node_error(model, graph, graph.test_idx)
     return final_metrics(
-        best_val, test_error, best_epoch, train_seconds / p.epochs, var_init, var_end
+        best_val, test_error, best_epoch, p.epochs, train_seconds / p.epochs, var_init, var_end
     )
 
 
-def main(p: GNNParams, graph: Graph | None = None) -> dict[str, float]:
+def main(p: GNNParams, graph: Graph | None = None) -> dict[str, Any]:
     """Train one GNN as ``p`` says and return the final metrics (also reported to NNI).
 
     ``graph`` lets a caller (the benchmark) load a data set once for many runs; it must be the one
@@ -194,7 +196,8 @@ def main(p: GNNParams, graph: Graph | None = None) -> dict[str, float]:
     graph = graph.to(device)
     torch.manual_seed(p.seed)  # the same initial weights whether or not the data was preloaded
     model = GNN(kind, depth, graph.num_features, p.hidden, graph.num_classes, p.dropout).to(device)
-    return train_gnn(model, graph, lambdas, p, Reporter())
+    metrics = train_gnn(model, graph, lambdas, p, Reporter())
+    return with_config(metrics, p, sorted(lambdas), ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

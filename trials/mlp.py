@@ -13,6 +13,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -26,7 +27,7 @@ from trials.params import (
     require_at_least,
     require_choice,
 )
-from trials.report import Reporter
+from trials.report import Reporter, with_config
 from trials.runtime import pick_device, run_main, seed_everything
 
 HIDDEN = {
@@ -36,6 +37,7 @@ HIDDEN = {
     "mlp8": [256, 128, 64, 32, 32, 16],
     "mlp10": [256, 128, 64, 64, 32, 32, 16, 16],
 }
+ENTRY = "mlp"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def layer_indices(p: MLPParams) -> list[int]:
     return list(range(2, len(HIDDEN[p.model]) + 3))
 
 
-def main(p: MLPParams) -> dict[str, float]:
+def main(p: MLPParams) -> dict[str, Any]:
     """Train one MLP with NSR as ``p`` says and return the final metrics (also reported to NNI)."""
     validate(p)
     lambdas = chosen_lambdas(p, layer_indices(p))
@@ -110,7 +112,7 @@ def main(p: MLPParams) -> dict[str, float]:
     splits = load_image_dataset(p.dataset, p.data_root, p.split_seed, p.download).to(device)
     model = MLP(splits.input_dim, HIDDEN[p.model], splits.num_classes).to(device)
     cfg = LoopConfig(p.epochs, p.batch_size, p.seed, p.queue_batches, p.probe_samples)
-    return train_classifier(
+    metrics = train_classifier(
         model,
         splits,
         model.regularizable_layers(),
@@ -119,6 +121,7 @@ def main(p: MLPParams) -> dict[str, float]:
         cfg,
         Reporter(),
     )
+    return with_config(metrics, p, sorted(lambdas), ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

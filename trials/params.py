@@ -17,6 +17,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from trials import contract
+
 P = TypeVar("P")
 
 
@@ -71,8 +73,32 @@ def coerce(name: str, value: Any, tp: type) -> Any:
     raise TrialError(f"parameter {name}={value!r} is not a valid {tp.__name__}")
 
 
+def flatten_nested(overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """NNI's nested ``choice`` hands a trial ``{"regularizer": {"_name": "l1", "l1_weight": x}}``:
+    the chosen branch's name becomes the key's value and its own keys sit beside it, flat
+    (``{"regularizer": "l1", "l1_weight": 1e-5}``), at any depth. A key set twice is an error."""
+    flat: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if key in flat:
+            raise TrialError(f"parameter {key!r} is set twice by {source}")
+        flat[key] = value
+
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and "_name" in value:
+            put(key, value["_name"])
+            inner = {k: v for k, v in value.items() if k != "_name"}
+            for k, v in flatten_nested(inner, source).items():
+                put(k, v)
+        else:
+            put(key, value)
+    return flat
+
+
 def merge(cls: type[P], base: P, overrides: Mapping[str, Any], source: str) -> P:
-    """Return ``base`` with ``overrides`` applied; unknown keys are a :class:`TrialError`."""
+    """Return ``base`` with ``overrides`` applied (NNI's nested choices flattened first); unknown
+    keys are a :class:`TrialError`."""
+    overrides = flatten_nested(overrides, source)
     types_ = field_types(cls)
     unknown = sorted(set(overrides) - set(types_))
     if unknown:
@@ -118,30 +144,13 @@ def running_under_nni() -> bool:
     return "NNI_PLATFORM" in os.environ and "NNI_TRIAL_JOB_ID" in os.environ
 
 
-def parse_layers(spec: str, available: Sequence[int]) -> list[int]:
-    """``"none"`` -> [], ``"last"`` -> [max], ``"3,4"`` -> [3, 4]; validated against the model."""
-    text = spec.strip().lower()
-    allowed = ", ".join(str(k) for k in available)
-    if text in {"none", ""}:
-        return []
-    if text == "last":
-        return [max(available)]
-    layers: list[int] = []
-    for part in text.split(","):
-        try:
-            k = int(part)
-        except ValueError:
-            raise TrialError(
-                f"layers={spec!r}: {part.strip()!r} is not a layer index; "
-                f"use 'none', 'last' or a comma list of {allowed}"
-            ) from None
-        if k not in available:
-            raise TrialError(
-                f"layers={spec!r}: the model has no layer {k}; its layers are {allowed}"
-            )
-        if k not in layers:
-            layers.append(k)
-    return sorted(layers)
+def resolve_layers(spec: Any, available: Sequence[int]) -> list[int]:
+    """The contract's layer parsing (``contract.parse_layers``) at the trial boundary: a bad spec
+    is a :class:`TrialError`, one line that names it and the model's layers."""
+    try:
+        return contract.parse_layers(spec, available)
+    except contract.ContractError as exc:
+        raise TrialError(str(exc)) from None
 
 
 def require_choice(name: str, value: str, allowed: Sequence[str] | Mapping[str, Any]) -> None:
@@ -161,7 +170,7 @@ def chosen_lambdas(params: object, available: Sequence[int]) -> dict[int, float]
     """Layer index -> λ for the layers in ``params.layers``; each λ must be > 0."""
     lambdas = {
         k: float(getattr(params, f"lambda_{k}"))
-        for k in parse_layers(params.layers, available)  # type: ignore[attr-defined]
+        for k in resolve_layers(params.layers, available)  # type: ignore[attr-defined]
     }
     for k, lam in lambdas.items():
         if not lam > 0:
