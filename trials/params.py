@@ -166,6 +166,50 @@ def require_at_least(params: object, bounds: Mapping[str, int]) -> None:
             raise TrialError(f"{name}={value} must be >= {low}")
 
 
+REGULARIZER_HELP = {
+    "regularizer": "nsr (NSR on --layers, λ from --lambda-<k>), l1, l2, jacobian, vcl or none",
+    "l1_weight": "strength of L1: weight of Σ|w| over weight matrices/kernels (regularizer l1)",
+    "l2_weight": "strength of L2: weight of Σw² over weight matrices/kernels (regularizer l2)",
+    "jacobian_weight": "strength of the Jacobian penalty λ_JR/2·||J||²_F of --layers' outputs "
+    "w.r.t. the input (regularizer jacobian)",
+    "jacobian_projections": "random projections per step that estimate ||J||²_F (jacobian)",
+    "vcl_weight": "strength of the Variance Constancy Loss on --layers (regularizer vcl)",
+    "vcl_samples": "VCL's sub-batch size n (two sub-batches per step); 0 = half the batch",
+}
+
+
+def regularized_layers(params: object, available: Sequence[int]) -> list[int]:
+    """The layers the trial's regularizer acts on, its input checked: NSR's layers (each λ > 0),
+    Jacobian's or VCL's layers (at least one), none for L1, L2 and none (a strength > 0)."""
+    kind = params.regularizer  # type: ignore[attr-defined]
+    require_choice("regularizer", kind, contract.REGULARIZERS)
+    if kind == contract.NSR:
+        return sorted(chosen_lambdas(params, available))
+    strength_key = contract.STRENGTH_KEYS.get(kind)
+    if strength_key is not None:
+        value = float(getattr(params, strength_key))
+        if not value > 0:
+            low, high = contract.STRENGTH_RANGES[strength_key]
+            raise TrialError(
+                f"{strength_key}={value} must be > 0 (searched loguniform in [{low:g}, {high:g}];"
+                " use regularizer='none' for no regularizer)"
+            )
+    if getattr(params, "jacobian_projections", 1) < 1:
+        raise TrialError(f"jacobian_projections={params.jacobian_projections} must be >= 1")  # type: ignore[attr-defined]
+    samples = getattr(params, "vcl_samples", 0)
+    if samples < 0 or samples == 1:
+        raise TrialError(f"vcl_samples={samples} must be 0 (half the batch) or >= 2")
+    if kind not in contract.LAYERED:
+        return []
+    layers = resolve_layers(params.layers, available)  # type: ignore[attr-defined]
+    if not layers:
+        raise TrialError(
+            f"regularizer={kind!r} acts on layers, but layers={params.layers!r}; "  # type: ignore[attr-defined]
+            f"use 'last' or a comma list of {', '.join(map(str, available))}"
+        )
+    return layers
+
+
 def chosen_lambdas(params: object, available: Sequence[int]) -> dict[int, float]:
     """Layer index -> λ for the layers in ``params.layers``; each λ must be > 0."""
     lambdas = {
