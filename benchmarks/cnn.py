@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trials.cifar import augment, synthetic_cifar  # noqa: E402
-from trials.cnn import CNNParams, autocast_for, make_optimizer, prepare_model, train_step  # noqa: E402
+from trials.cnn import CNNParams, autocast_for, make_optimizer, prepare_model  # noqa: E402
+from trials.engine import Batch, train_step  # noqa: E402
 from trials.nsr import NeuronSteadiness  # noqa: E402
 from trials.runtime import pick_device  # noqa: E402
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ks = [max(names)] if spec == "last" else [int(k) for k in spec.split(",")]
         layers = {names[k]: args.lam for k in ks} if nsr else {}
-        return model, NeuronSteadiness(model, layers, 10), make_optimizer(model, params)
+        return model, NeuronSteadiness(model, layers, 10), make_optimizer(model, [], params)
 
     variants = {"vanilla": make(False), "nsr": make(True)}
     n = len(data.train_x)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         for s in range(first_step, first_step + steps):
             xb, yb = batch(s)
-            train_step(model, opt, reg, autocast, xb, yb)
+            train_step(model, reg, opt, Batch((xb,), yb), autocast)
         sync()
         return time.perf_counter() - t0
 

@@ -15,46 +15,59 @@ the search space's parameters override these flags.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trials.cifar import augment, load_cifar10, synthetic_cifar
 from trials.cnn_models import CNN_LAYERS, CNN_MODELS
 from trials.data import Splits, default_data_root
-from trials.nsr import LayerVariance, NeuronSteadiness, intra_class_variance
+from trials.engine import Batch, Family, train
+from trials.nsr import LayerVariance, intra_class_variance
 from trials.params import (
+    REGULARIZER_HELP,
     TrialError,
-    chosen_lambdas,
     from_cli,
     param,
+    regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.report import Reporter, final_metrics
+from trials.regularizers import from_params
+from trials.report import Reporter, with_config
 from trials.runtime import pick_device, run_main, seed_everything
 
 DATASETS = ("cifar10",)
 # (optimizer, default lr) per model, as in the paper's implementation references.
 OPTIMIZERS = {"resnet18": ("sgd", 0.1), "vgg19": ("adam", 1e-4)}
+ENTRY = "cnn"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
 class CNNParams:
     model: str = param("resnet18", f"architecture: {', '.join(CNN_MODELS)}")
     dataset: str = param("cifar10", f"data set: {', '.join(DATASETS)}")
-    layers: str = param("last", "NSR layers: 'none' (vanilla), 'last' (the logits), or '4,5'")
+    layers: str = param(
+        "last",
+        "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last' (the logits), '4,5'",
+    )
     lambda_1: float = param(1.0, "λ of layer 1 (used when layer 1 is in --layers)")
     lambda_2: float = param(1.0, "λ of layer 2")
     lambda_3: float = param(1.0, "λ of layer 3")
     lambda_4: float = param(1.0, "λ of layer 4")
     lambda_5: float = param(1.0, "λ of layer 5 (ResNet-18's logits)")
     lambda_6: float = param(1.0, "λ of layer 6 (VGG-19's logits)")
+    regularizer: str = param("nsr", REGULARIZER_HELP["regularizer"])
+    l1_weight: float = param(1e-5, REGULARIZER_HELP["l1_weight"])
+    l2_weight: float = param(1e-4, REGULARIZER_HELP["l2_weight"])
+    jacobian_weight: float = param(0.01, REGULARIZER_HELP["jacobian_weight"])
+    jacobian_projections: int = param(1, REGULARIZER_HELP["jacobian_projections"])
+    vcl_weight: float = param(0.1, REGULARIZER_HELP["vcl_weight"])
+    vcl_samples: int = param(0, REGULARIZER_HELP["vcl_samples"])
     seed: int = param(0, "training seed (weights, batch order, augmentation)")
     epochs: int = param(200, "training epochs (paper: 200 for ResNet-18, 500 for VGG-19)")
     batch_size: int = param(100, "mini-batch size")
@@ -114,16 +127,6 @@ def validate(p: CNNParams) -> None:
         )
 
 
-def make_optimizer(model: nn.Module, p: CNNParams) -> torch.optim.Optimizer:
-    kind, default_lr = OPTIMIZERS[p.model]
-    lr = p.lr or default_lr
-    if kind == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=p.momentum, weight_decay=p.weight_decay
-        )
-    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=p.weight_decay)
-
-
 def autocast_for(device: torch.device, amp: bool) -> Callable[[], AbstractContextManager[object]]:
     """bf16 autocast on CUDA when asked; a no-op otherwise (CPU autocast would only slow it)."""
     if amp and device.type == "cuda":
@@ -136,25 +139,6 @@ def prepare_model(name: str, num_classes: int, device: torch.device) -> nn.Modul
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # cuDNN's fastest layout with bf16
     return model
-
-
-def train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    reg: NeuronSteadiness,
-    autocast: Callable[[], AbstractContextManager[object]],
-    xb: Tensor,
-    yb: Tensor,
-) -> Tensor:
-    """One optimizer step of cross-entropy + NSR on an (augmented) batch; the loss, detached."""
-    reg.set_targets(yb)
-    with autocast():
-        logits = model(xb)  # (B, num_classes); the hooks queue their penalties during this call
-        loss = reg.add_penalty(F.cross_entropy(logits, yb))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
 
 
 def batches(x: Tensor, y: Tensor, size: int, limit: int | None) -> Iterator[tuple[Tensor, Tensor]]:
@@ -186,9 +170,7 @@ def image_error(
     return 100.0 * float(wrong) / max(total, 1)
 
 
-def probe(
-    model: nn.Module, splits: Splits, samples: int, size: int
-) -> dict[int, LayerVariance]:
+def probe(model: nn.Module, splits: Splits, samples: int, size: int) -> dict[int, LayerVariance]:
     # The first `samples` training images, un-augmented: the split is shuffled by the split seed,
     # so this is a fixed random subset, the same for every trial of a search. float32 (no autocast)
     # so variances are comparable across devices.
@@ -196,76 +178,55 @@ def probe(
     return intra_class_variance(model, model.regularizable_layers(), data, splits.num_classes)
 
 
-def train_cnn(
-    model: nn.Module,
-    splits: Splits,
-    lambdas: dict[int, float],
-    p: CNNParams,
-    device: torch.device,
-    reporter: Reporter,
-) -> dict[str, float]:
-    """Train with NSR on ``lambdas`` (layer -> λ; empty = vanilla) and return the final metrics."""
+def cnn_family(model: nn.Module, splits: Splits, p: CNNParams, device: torch.device) -> Family:
+    """CIFAR training: a reshuffle per epoch, augmented batches, cosine schedule, autocast."""
     limit = p.max_batches * p.batch_size if p.max_batches else None
     probe_n = min(p.probe_samples, limit or p.probe_samples)
     autocast = autocast_for(device, p.amp)
-    layers = model.regularizable_layers()
-    var_init = probe(model, splits, probe_n, p.eval_batch)
-    reg = NeuronSteadiness(
-        model, {layers[k]: lam for k, lam in lambdas.items()}, splits.num_classes, p.queue_batches
-    )
-    optimizer = make_optimizer(model, p)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=p.epochs) if p.cosine else None
-    )
     gen = torch.Generator(device=device).manual_seed(p.seed)  # batch order and augmentation
     n = len(splits.train_x)
-    best_val, best_epoch = float("inf"), 0
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    train_seconds, images = 0.0, 0
-    model.train()
-    for epoch in range(1, p.epochs + 1):
-        t0 = time.perf_counter()
+
+    def train_batches(epoch: int) -> Iterator[Batch]:
         perm = torch.randperm(n, generator=gen, device=device)  # (n,)
-        loss_sum = torch.zeros((), device=device)
-        steps = 0
-        for start in range(0, n, p.batch_size):
+        for steps, start in enumerate(range(0, n, p.batch_size)):
             if p.max_batches and steps >= p.max_batches:
                 break
             idx = perm[start : start + p.batch_size]  # (B,)
             xb = augment(splits.train_x[idx], gen)  # (B, 3, 32, 32) uint8
-            # No .item() per step: it would make the CPU wait for the GPU every batch.
-            loss_sum += train_step(model, optimizer, reg, autocast, xb, splits.train_y[idx])
-            steps += 1
-            images += len(idx)
-        train_loss = float(loss_sum) / max(steps, 1)  # one sync per epoch, so the timing is true
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        if scheduler is not None:
-            scheduler.step()
-        val_error = image_error(model, splits.val_x, splits.val_y, p.eval_batch, limit, autocast)
-        if val_error < best_val:
-            best_val, best_epoch = val_error, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        reporter.epoch(epoch, p.epochs, val_error, train_loss, seconds)
-    reg.remove()
-    var_end = probe(model, splits, probe_n, p.eval_batch)
-    model.load_state_dict(best_state)
-    test_error = image_error(model, splits.test_x, splits.test_y, p.eval_batch, limit, autocast)
-    return final_metrics(
-        best_val,
-        test_error,
-        best_epoch,
-        train_seconds / p.epochs,
-        var_init,
-        var_end,
-        {"images_per_second": images / max(train_seconds, 1e-9)},
+            yield Batch((xb,), splits.train_y[idx])
+
+    def evaluate(split: str) -> float:
+        x, y = (splits.val_x, splits.val_y) if split == "val" else (splits.test_x, splits.test_y)
+        return image_error(model, x, y, p.eval_batch, limit, autocast)
+
+    return Family(
+        train_batches,
+        evaluate,
+        lambda: probe(model, splits, probe_n, p.eval_batch),
+        autocast=autocast,
+        rate_key="images_per_second",
     )
 
 
-def main(p: CNNParams) -> dict[str, float]:
+def make_optimizer(
+    model: nn.Module, extra: Sequence[Tensor], p: CNNParams
+) -> torch.optim.Optimizer:
+    """The paper's optimizer for ``p.model``; a regularizer's own parameters (VCL's β) in a group
+    without weight decay (it would pull β, a variance offset, towards 0)."""
+    kind, default_lr = OPTIMIZERS[p.model]
+    lr = p.lr or default_lr
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if extra:
+        groups.append({"params": list(extra), "weight_decay": 0.0})
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    return torch.optim.Adam(groups, lr=lr, weight_decay=p.weight_decay)
+
+
+def main(p: CNNParams) -> dict[str, Any]:
     """Train one CNN as ``p`` says and return the final metrics (also reported to NNI)."""
     validate(p)
-    lambdas = chosen_lambdas(p, layer_indices(p))
+    regularized = regularized_layers(p, layer_indices(p))
     device = pick_device(p.device)
     seed_everything(p.seed, p.threads)
     if p.synthetic:
@@ -274,7 +235,33 @@ def main(p: CNNParams) -> dict[str, float]:
         splits = load_cifar10(p.data_root, p.split_seed, p.download)
     splits = splits.to(device)
     model = prepare_model(p.model, splits.num_classes, device)
-    return train_cnn(model, splits, lambdas, p, device, Reporter())
+    layers = model.regularizable_layers()
+    scheduler: list[torch.optim.lr_scheduler.LRScheduler] = []
+
+    def optimizer(extra: Sequence[Tensor]) -> torch.optim.Optimizer:
+        opt = make_optimizer(model, extra, p)
+        if p.cosine:
+            scheduler.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=p.epochs))
+        return opt
+
+    def step_schedule() -> None:
+        for sched in scheduler:
+            sched.step()
+
+    family = cnn_family(model, splits, p, device)
+    family.after_epoch = step_schedule
+    metrics = train(
+        model,
+        family,
+        # The Jacobian is taken w.r.t. the normalized float image: the uint8 input has no gradient.
+        lambda: from_params(
+            p, model, layers, regularized, splits.num_classes, (splits.train_x[:2],), "normalize"
+        ),
+        optimizer,
+        p.epochs,
+        Reporter(),
+    )
+    return with_config(metrics, p, regularized, ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,26 @@ STRENGTH_KEYS: dict[str, str] = {
 }
 REGULARIZERS: tuple[str, ...] = (NSR, *STRENGTH_KEYS, NO_REGULARIZER)
 
+#: Loguniform search range of each strength (trials/regularizers.py defines the penalties).
+#: L1/L2 are sums over all weights (MLP-4: ~2·10⁵ of them), hence their small weights; Jacobian is
+#: Hoffman et al.'s λ_JR (their MNIST runs: 0.01-0.05); VCL is Littwin & Wolf's γ.
+STRENGTH_RANGES: dict[str, tuple[float, float]] = {
+    "l1_weight": (1e-7, 1e-3),
+    "l2_weight": (1e-6, 1e-2),
+    "jacobian_weight": (1e-4, 1.0),
+    "vcl_weight": (1e-3, 10.0),
+}
+
+#: Regularizers that act on the layers in ``layers`` (the others act on all weights, or nothing).
+LAYERED: frozenset[str] = frozenset({NSR, "jacobian", "vcl"})
+
+#: Knobs that only matter to one family: left out of other families' configurations.
+FAMILY_KEYS: dict[str, tuple[str, ...]] = {
+    NSR: ("queue_batches",),
+    "jacobian": ("jacobian_projections",),
+    "vcl": ("vcl_samples",),
+}
+
 # ---------------------------------------------------------------- final-report keys
 DEFAULT = "default"
 TEST_ERROR = "test_error"
@@ -73,7 +93,9 @@ DATASET = "dataset"
 BUDGET_KEYS: tuple[str, ...] = ("epochs", "lr", "batch_size")
 
 #: Trial parameters that change where or how fast a trial runs, never its result.
-RUNTIME_KEYS = frozenset({"data_root", "download", "device", "threads", "probe_samples"})
+RUNTIME_KEYS = frozenset(
+    {"data_root", "download", "device", "threads", "probe_samples", "eval_batch"}
+)
 
 
 def lambda_key(layer: int) -> str:
@@ -151,16 +173,31 @@ def family_of(regularizer: str | None, layers: Sequence[int]) -> str:
     return reg
 
 
+def _inert(key: str, regularizer: str, active: set[int] | None) -> bool:
+    """Whether ``key`` had no effect under ``regularizer`` with regularized layers ``active``:
+    NSR's λ of other layers (all of them under a baseline), other families' strengths and knobs."""
+    m = LAMBDA_KEY.match(key)
+    if m:
+        return regularizer != NSR or (active is not None and int(m.group(1)) not in active)
+    for family, keys in FAMILY_KEYS.items():
+        if key in keys or key == STRENGTH_KEYS.get(family):
+            return family != regularizer
+    for family, strength in STRENGTH_KEYS.items():
+        if key == strength:
+            return family != regularizer
+    return False
+
+
 def config_of(params: Mapping[str, Any], layers: Sequence[int], entry: str) -> dict[str, Any]:
     """The effective configuration a trial reports: its parameters without runtime knobs, with
-    ``layers`` resolved and only the λ of regularized layers (the others had no effect)."""
+    ``layers`` resolved (the layers its regularizer acts on; none for L1/L2/none), NSR's λ only
+    for regularized layers and a baseline's strength only for that baseline (the rest had no
+    effect)."""
     active = set(layers)
+    regularizer = str(params.get(REGULARIZER, NSR))
     config: dict[str, Any] = {ENTRY: entry}
     for key, value in params.items():
-        if key in RUNTIME_KEYS:
-            continue
-        m = LAMBDA_KEY.match(key)
-        if m and int(m.group(1)) not in active:
+        if key in RUNTIME_KEYS or _inert(key, regularizer, active):
             continue
         config[key] = value
     config[LAYERS] = format_layers(layers)
@@ -194,15 +231,13 @@ def config_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """What identifies a configuration across seeds: the config without seed and runtime knobs,
     and without the λ of layers that are not regularized."""
     try:
-        active = set(parse_layers(config.get(LAYERS)))
+        active: set[int] | None = set(parse_layers(config.get(LAYERS)))
     except ContractError:
         active = None
+    regularizer = str(config.get(REGULARIZER, NSR))
     out = {}
     for key, value in config.items():
-        if key == SEED or key in RUNTIME_KEYS:
-            continue
-        m = LAMBDA_KEY.match(key)
-        if m and active is not None and int(m.group(1)) not in active:
+        if key == SEED or key in RUNTIME_KEYS or _inert(key, regularizer, active):
             continue
         out[key] = value
     return out

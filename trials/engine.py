@@ -1,37 +1,54 @@
-"""One readable training loop for classifiers on in-memory tensors, with NSR on chosen layers.
+"""One training loop for every trial family (MLP, CNN, GNN) and every regularizer.
 
-Per epoch: shuffle, SGD steps of ``cross-entropy + Σ_l λ_l · NSR_l``, validation error (reported to
-NNI). The model state of the best validation epoch is kept, and the test error is measured once, on
-that state, at the end — the test set never steers anything. Intra-class variance of every
-regularizable layer is probed on (a fixed subset of) the training data at initialization and at the
-end of training.
+Per epoch: the family's training batches, one step each of ``cross-entropy + the regularizer's
+penalty`` (trials/regularizers.py), then the validation error (reported to NNI). The model state of
+the best validation epoch is kept, and the test error is measured once, on that state, at the end —
+the test set never steers anything. Intra-class variance of every regularizable layer is probed at
+initialization and at the end of training. What differs between families — how batches are drawn,
+how errors and the probe are measured, a learning-rate schedule, autocast — comes in a
+:class:`Family`; the regularizer's hooks come off the model when training ends, and when it fails.
 """
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trials.data import Splits
-from trials.nsr import LayerVariance, NeuronSteadiness, intra_class_variance
+from trials.nsr import LayerVariance, intra_class_variance
+from trials.regularizers import Regularizer
 from trials.report import Reporter, final_metrics
 
 EVAL_BATCH = 5_000
 
 
 @dataclass(frozen=True)
-class LoopConfig:
-    epochs: int
-    batch_size: int
-    seed: int
-    queue_batches: int
-    probe_samples: int
+class Batch:
+    """One training step's data: ``model(*inputs)``, the labels, and (GNNs) which output rows the
+    labels belong to."""
+
+    inputs: tuple[Tensor, ...]
+    y: Tensor  # (B,)
+    index: Tensor | None = None  # (B,) rows of the model's output that y labels
+
+
+@dataclass
+class Family:
+    """The per-family parts of training; :func:`train` does the rest."""
+
+    batches: Callable[[int], Iterable[Batch]]  # epoch (1-based) -> its training batches
+    evaluate: Callable[[str], float]  # "val" | "test" -> error in %, in eval mode
+    probe: Callable[[], dict[int, LayerVariance]]  # intra-class variance per layer index
+    autocast: Callable[[], AbstractContextManager[object]] = nullcontext
+    after_epoch: Callable[[], None] = field(default=lambda: None)  # e.g. a scheduler's step
+    rate_key: str | None = None  # report samples per training second under this key
 
 
 class PlainSGD:
@@ -87,55 +104,114 @@ def probe(
     return intra_class_variance(model, layers, data, splits.num_classes)
 
 
-def train_classifier(
+def train_step(
+    model: nn.Module,
+    regularizer: Regularizer,
+    optimizer: torch.optim.Optimizer | PlainSGD,
+    batch: Batch,
+    autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> Tensor:
+    """One optimizer step of cross-entropy + the regularizer's penalty; the loss, detached."""
+    regularizer.set_targets(batch.y, batch.index)
+    with autocast():
+        out = model(*batch.inputs)  # (B, num_classes); hooks see the layers during this call
+        if batch.index is not None:
+            out = out[batch.index]  # (B, num_classes): the labelled rows
+        loss = regularizer.add_penalty(F.cross_entropy(out, batch.y))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _snapshot(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train(
+    model: nn.Module,
+    family: Family,
+    make_regularizer: Callable[[], Regularizer],
+    make_optimizer: Callable[[Sequence[Tensor]], torch.optim.Optimizer | PlainSGD],
+    epochs: int,
+    reporter: Reporter,
+) -> dict[str, Any]:
+    """Train ``model`` for ``epochs`` and return the final metrics (trials/report.py).
+
+    ``make_optimizer`` gets the regularizer's own parameters (VCL's β) to optimize beside the
+    model's. The regularizer is made after the initial probe and removed in a ``finally``.
+    """
+    var_init = family.probe()
+    regularizer = make_regularizer()
+    best_val, best_epoch, best_state = float("inf"), 0, _snapshot(model)
+    train_seconds, samples, epochs_run = 0.0, 0, 0
+    try:
+        optimizer = make_optimizer(regularizer.parameters())
+        model.train()
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            loss_sum: Tensor | float = 0.0
+            steps = 0
+            for batch in family.batches(epoch):
+                # No .item() per step: it would make the CPU wait for a GPU every batch.
+                loss_sum = loss_sum + train_step(
+                    model, regularizer, optimizer, batch, family.autocast
+                )
+                steps += 1
+                samples += len(batch.y)
+            train_loss = float(loss_sum) / max(steps, 1)  # one sync per epoch: the timing is true
+            seconds = time.perf_counter() - t0
+            train_seconds += seconds
+            epochs_run = epoch
+            family.after_epoch()
+            val_error = family.evaluate("val")
+            if val_error < best_val:
+                best_val, best_epoch, best_state = val_error, epoch, _snapshot(model)
+            reporter.epoch(epoch, epochs, val_error, train_loss, seconds)
+    finally:
+        regularizer.remove()
+    var_end = family.probe()
+    model.load_state_dict(best_state)
+    test_error = family.evaluate("test")
+    extra = {}
+    if family.rate_key:
+        extra[family.rate_key] = samples / max(train_seconds, 1e-9)
+    return final_metrics(
+        best_val,
+        test_error,
+        best_epoch,
+        epochs_run,
+        train_seconds / max(epochs_run, 1),
+        var_init,
+        var_end,
+        extra,
+    )
+
+
+def split_family(
     model: nn.Module,
     splits: Splits,
     layers: Mapping[int, str],
-    lambdas: Mapping[int, float],
-    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer | PlainSGD],
-    cfg: LoopConfig,
-    reporter: Reporter,
-) -> dict[str, float]:
-    """Train with NSR on ``lambdas`` (layer index -> λ; empty = vanilla); return final metrics."""
-    var_init = probe(model, layers, splits, cfg.probe_samples)
-    reg = NeuronSteadiness(
-        model, {layers[k]: lam for k, lam in lambdas.items()}, splits.num_classes, cfg.queue_batches
-    )
-    optimizer = make_optimizer(model)
-    shuffle = torch.Generator(device=splits.train_x.device).manual_seed(cfg.seed)
+    batch_size: int,
+    seed: int,
+    probe_samples: int,
+) -> Family:
+    """MLP training on in-memory (x, y): a reshuffle per epoch, batches in order."""
+    shuffle = torch.Generator(device=splits.train_x.device).manual_seed(seed)
     n = len(splits.train_x)
-    best_val, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
-    train_seconds = 0.0
     # The shuffled epoch is gathered into buffers allocated once: a fresh 157 MB tensor per epoch
     # (MNIST) costs page faults, ~60 ms an epoch on a 2-core CPU against ~13 ms for the copy.
     x_epoch, y_epoch = torch.empty_like(splits.train_x), torch.empty_like(splits.train_y)
-    model.train()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
+
+    def batches(epoch: int) -> Iterator[Batch]:
         perm = torch.randperm(n, generator=shuffle, device=splits.train_x.device)
         torch.index_select(splits.train_x, 0, perm, out=x_epoch)  # (n, D) one gather per epoch
         torch.index_select(splits.train_y, 0, perm, out=y_epoch)  # (n,)
-        loss_sum = torch.zeros((), device=x_epoch.device)
-        steps = 0
-        for xb, yb in chunks(x_epoch, y_epoch, cfg.batch_size):
-            reg.set_targets(yb)
-            loss = reg.add_penalty(F.cross_entropy(model(xb), yb))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()  # no .item() per step: it would sync a GPU every batch
-            steps += 1
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        val_error = error_rate(model, splits.val_x, splits.val_y)
-        if val_error < best_val:
-            best_val, best_epoch = val_error, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        reporter.epoch(epoch, cfg.epochs, val_error, float(loss_sum) / max(steps, 1), seconds)
-    reg.remove()
-    var_end = probe(model, layers, splits, cfg.probe_samples)
-    model.load_state_dict(best_state)
-    test_error = error_rate(model, splits.test_x, splits.test_y)
-    return final_metrics(
-        best_val, test_error, best_epoch, train_seconds / max(cfg.epochs, 1), var_init, var_end
-    )
+        for xb, yb in chunks(x_epoch, y_epoch, batch_size):
+            yield Batch((xb,), yb)
+
+    def evaluate(split: str) -> float:
+        x, y = (splits.val_x, splits.val_y) if split == "val" else (splits.test_x, splits.test_y)
+        return error_rate(model, x, y)
+
+    return Family(batches, evaluate, lambda: probe(model, layers, splits, probe_samples))

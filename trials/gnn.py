@@ -12,42 +12,55 @@ split 6:2:2 at random by ``--split-seed``. Inside an NNI trial the search space 
 
 from __future__ import annotations
 
-import copy
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trials.data import default_data_root
+from trials.engine import Batch, Family, train
 from trials.graph_data import GRAPH_DATASETS, Graph, import_pyg, load_graph, synthetic_graph
-from trials.nsr import NeuronSteadiness, intra_class_variance
+from trials.nsr import intra_class_variance
 from trials.params import (
+    REGULARIZER_HELP,
     TrialError,
-    chosen_lambdas,
     from_cli,
     param,
+    regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.report import Reporter, final_metrics
+from trials.regularizers import from_params
+from trials.report import Reporter, with_config
 from trials.runtime import pick_device, run_main, seed_everything
 
 MODELS = {f"{kind}{depth}": (kind, depth) for kind in ("gcn", "sage") for depth in (2, 3, 4)}
+ENTRY = "gnn"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
 class GNNParams:
     model: str = param("sage2", f"architecture: {', '.join(MODELS)}")
     dataset: str = param("cora", f"data set: {', '.join(GRAPH_DATASETS)}")
-    layers: str = param("1", "NSR layers: 'none' (vanilla), 'last', or a comma list like '1,2'")
+    layers: str = param(
+        "1",
+        "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last', or a list like '1,2'",
+    )
     lambda_1: float = param(1.0, "λ of layer 1 (used when layer 1 is in --layers)")
     lambda_2: float = param(1.0, "λ of layer 2")
     lambda_3: float = param(1.0, "λ of layer 3")
     lambda_4: float = param(1.0, "λ of layer 4")
+    regularizer: str = param("nsr", REGULARIZER_HELP["regularizer"])
+    l1_weight: float = param(1e-5, REGULARIZER_HELP["l1_weight"])
+    l2_weight: float = param(1e-4, REGULARIZER_HELP["l2_weight"])
+    jacobian_weight: float = param(0.01, REGULARIZER_HELP["jacobian_weight"])
+    jacobian_projections: int = param(1, REGULARIZER_HELP["jacobian_projections"])
+    vcl_weight: float = param(0.1, REGULARIZER_HELP["vcl_weight"])
+    vcl_samples: int = param(0, REGULARIZER_HELP["vcl_samples"])
     seed: int = param(0, "training seed (weights, dropout)")
     epochs: int = param(100, "training epochs (one full-batch step each)")
     lr: float = param(0.01, "Adam learning rate")
@@ -133,48 +146,31 @@ def node_error(model: nn.Module, graph: Graph, index: Tensor) -> float:
     return 100.0 * float((pred != graph.y[index]).sum()) / max(len(index), 1)
 
 
-def train_gnn(
-    model: GNN, graph: Graph, lambdas: dict[int, float], p: GNNParams, reporter: Reporter
-) -> dict[str, float]:
-    """Full-batch Adam with NSR on ``lambdas`` (layer -> λ); returns the final metrics dict."""
+def graph_family(model: GNN, graph: Graph) -> Family:
+    """Full-batch training: one step per epoch over the whole graph, the loss and every
+    regularizer on the training nodes only (``Batch.index``)."""
     layers = model.regularizable_layers()
     y_train = graph.y[graph.train_idx]  # (N_train,)
     # The probe sees the training nodes only (the labelled samples), in eval mode.
     probe_batches = [((graph.x, graph.edge_index), y_train, graph.train_idx)]
-    var_init = intra_class_variance(model, layers, probe_batches, graph.num_classes)
-    reg = NeuronSteadiness(
-        model, {layers[k]: lam for k, lam in lambdas.items()}, graph.num_classes, p.queue_batches
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    best_val, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
-    train_seconds = 0.0
-    model.train()
-    for epoch in range(1, p.epochs + 1):
-        t0 = time.perf_counter()
-        # Every hooked output has one row per node; `index` keeps the training nodes' rows.
-        reg.set_targets(y_train, index=graph.train_idx)
-        logits = model(graph.x, graph.edge_index)  # (n, num_classes)
-        loss = reg.add_penalty(F.cross_entropy(logits[graph.train_idx], y_train))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        val_error = node_error(model, graph, graph.val_idx)
-        if val_error < best_val:
-            best_val, best_epoch = val_error, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        reporter.epoch(epoch, p.epochs, val_error, float(loss.detach()), seconds)
-    reg.remove()
-    var_end = intra_class_variance(model, layers, probe_batches, graph.num_classes)
-    model.load_state_dict(best_state)
-    test_error = node_error(model, graph, graph.test_idx)
-    return final_metrics(
-        best_val, test_error, best_epoch, train_seconds / p.epochs, var_init, var_end
+    step = Batch((graph.x, graph.edge_index), y_train, graph.train_idx)
+    nodes = {"val": graph.val_idx, "test": graph.test_idx}
+    return Family(
+        lambda epoch: (step,),
+        lambda split: node_error(model, graph, nodes[split]),
+        lambda: intra_class_variance(model, layers, probe_batches, graph.num_classes),
     )
 
 
-def main(p: GNNParams, graph: Graph | None = None) -> dict[str, float]:
+def make_optimizer(model: nn.Module, extra: Sequence[Tensor], p: GNNParams) -> torch.optim.Adam:
+    """Adam with weight decay on the model; a regularizer's own parameters (VCL's β) without."""
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if extra:
+        groups.append({"params": list(extra), "weight_decay": 0.0})
+    return torch.optim.Adam(groups, lr=p.lr, weight_decay=p.weight_decay)
+
+
+def main(p: GNNParams, graph: Graph | None = None) -> dict[str, Any]:
     """Train one GNN as ``p`` says and return the final metrics (also reported to NNI).
 
     ``graph`` lets a caller (the benchmark) load a data set once for many runs; it must be the one
@@ -182,7 +178,7 @@ def main(p: GNNParams, graph: Graph | None = None) -> dict[str, float]:
     """
     validate(p)
     kind, depth = MODELS[p.model]
-    lambdas = chosen_lambdas(p, layer_indices(p))
+    regularized = regularized_layers(p, layer_indices(p))
     device = pick_device(p.device)
     seed_everything(p.seed, p.threads)
     if graph is None:
@@ -194,7 +190,18 @@ def main(p: GNNParams, graph: Graph | None = None) -> dict[str, float]:
     graph = graph.to(device)
     torch.manual_seed(p.seed)  # the same initial weights whether or not the data was preloaded
     model = GNN(kind, depth, graph.num_features, p.hidden, graph.num_classes, p.dropout).to(device)
-    return train_gnn(model, graph, lambdas, p, Reporter())
+    layers = model.regularizable_layers()
+    metrics = train(
+        model,
+        graph_family(model, graph),
+        lambda: from_params(
+            p, model, layers, regularized, graph.num_classes, (graph.x, graph.edge_index)
+        ),
+        lambda extra: make_optimizer(model, extra, p),
+        p.epochs,
+        Reporter(),
+    )
+    return with_config(metrics, p, regularized, ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,16 @@
-"""MLP trials of the paper's Table 1: MLP-3/4/6/8/10 with NSR on chosen layers.
+"""MLP trials of the paper's Tables 1, 4 and 5: MLP-3/4/6/8/10 with NSR or a baseline regularizer,
+optionally with batch norm and dropout.
 
     python -m trials.mlp --model mlp4 --dataset digits --layers 4 --lambda-4 7.4865
+    python -m trials.mlp --regularizer l2 --l2-weight 1e-4
+    python -m trials.mlp --batchnorm true --dropout 0.2 --layers 4 --lambda-4 7.4865
 
 Layer numbering is the paper's: MLP-L has L layers counting the input, so MLP-4 = 784-256-100-10
 and its layers 2, 3, 4 are the outputs of the first, second and third Linear (post-ReLU for 2 and
-3, the logits for 4). Inside an NNI trial the search space's parameters override these flags.
+3, the logits for 4). ``--batchnorm`` puts a BatchNorm1d ``bn<i>`` between each hidden Linear and
+its ReLU; ``--dropout P`` a Dropout ``drop<i>`` after each hidden ReLU (so NSR, hooked on the ReLU,
+sees the responses before dropout). Inside an NNI trial the search space's parameters override
+these flags.
 """
 
 from __future__ import annotations
@@ -13,20 +19,23 @@ import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from trials.data import IMAGE_DATASETS, default_data_root, load_image_dataset
-from trials.engine import LoopConfig, PlainSGD, train_classifier
+from trials.engine import PlainSGD, split_family, train
 from trials.params import (
+    REGULARIZER_HELP,
     TrialError,
-    chosen_lambdas,
     from_cli,
     param,
+    regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.report import Reporter
+from trials.regularizers import from_params
+from trials.report import Reporter, with_config
 from trials.runtime import pick_device, run_main, seed_everything
 
 HIDDEN = {
@@ -36,13 +45,17 @@ HIDDEN = {
     "mlp8": [256, 128, 64, 32, 32, 16],
     "mlp10": [256, 128, 64, 64, 32, 32, 16, 16],
 }
+ENTRY = "mlp"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
 class MLPParams:
     model: str = param("mlp4", f"architecture: {', '.join(HIDDEN)}")
     dataset: str = param("digits", f"data set: {', '.join(IMAGE_DATASETS)}")
-    layers: str = param("last", "NSR layers: 'none' (vanilla), 'last', or a comma list like '3,4'")
+    layers: str = param(
+        "last",
+        "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last', or a list like '3,4'",
+    )
     lambda_2: float = param(1.0, "λ of layer 2 (used when layer 2 is in --layers)")
     lambda_3: float = param(1.0, "λ of layer 3")
     lambda_4: float = param(1.0, "λ of layer 4")
@@ -52,6 +65,15 @@ class MLPParams:
     lambda_8: float = param(1.0, "λ of layer 8")
     lambda_9: float = param(1.0, "λ of layer 9")
     lambda_10: float = param(1.0, "λ of layer 10")
+    regularizer: str = param("nsr", REGULARIZER_HELP["regularizer"])
+    l1_weight: float = param(1e-5, REGULARIZER_HELP["l1_weight"])
+    l2_weight: float = param(1e-4, REGULARIZER_HELP["l2_weight"])
+    jacobian_weight: float = param(0.01, REGULARIZER_HELP["jacobian_weight"])
+    jacobian_projections: int = param(1, REGULARIZER_HELP["jacobian_projections"])
+    vcl_weight: float = param(0.1, REGULARIZER_HELP["vcl_weight"])
+    vcl_samples: int = param(0, REGULARIZER_HELP["vcl_samples"])
+    batchnorm: bool = param(False, "BatchNorm1d before each hidden ReLU (the paper's Table 5)")
+    dropout: float = param(0.0, "dropout probability after each hidden ReLU; 0 = none")
     seed: int = param(0, "training seed (weights and batch order)")
     epochs: int = param(100, "training epochs")
     lr: float = param(0.01, "SGD learning rate")
@@ -66,13 +88,26 @@ class MLPParams:
 
 
 class MLP(nn.Sequential):
-    """Linear ``fc1..fc{L-1}``, ReLU ``act<i>`` after each hidden one; Xavier-normal init."""
+    """Linear ``fc1..fc{L-1}``, ReLU ``act<i>`` after each hidden one; Xavier-normal init.
+    Optionally BatchNorm1d ``bn<i>`` before each hidden ReLU and Dropout ``drop<i>`` after it."""
 
-    def __init__(self, input_dim: int, hidden: Sequence[int], num_classes: int) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: Sequence[int],
+        num_classes: int,
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
         modules: list[tuple[str, nn.Module]] = []
         sizes = [input_dim, *hidden]
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
-            modules += [(f"fc{i}", nn.Linear(n_in, n_out)), (f"act{i}", nn.ReLU())]
+            modules.append((f"fc{i}", nn.Linear(n_in, n_out)))
+            if batchnorm:
+                modules.append((f"bn{i}", nn.BatchNorm1d(n_out)))
+            modules.append((f"act{i}", nn.ReLU()))
+            if dropout > 0:
+                modules.append((f"drop{i}", nn.Dropout(dropout)))
         modules.append((f"fc{len(sizes)}", nn.Linear(sizes[-1], num_classes)))
         super().__init__(OrderedDict(modules))
         for m in self.modules():
@@ -94,6 +129,8 @@ def validate(p: MLPParams) -> None:
     require_at_least(p, {"epochs": 1, "batch_size": 1, "queue_batches": 1, "probe_samples": 1})
     if not p.lr > 0:
         raise TrialError(f"lr={p.lr} must be > 0")
+    if not 0 <= p.dropout < 1:
+        raise TrialError(f"dropout={p.dropout} must be in [0, 1)")
 
 
 def layer_indices(p: MLPParams) -> list[int]:
@@ -101,24 +138,28 @@ def layer_indices(p: MLPParams) -> list[int]:
     return list(range(2, len(HIDDEN[p.model]) + 3))
 
 
-def main(p: MLPParams) -> dict[str, float]:
-    """Train one MLP with NSR as ``p`` says and return the final metrics (also reported to NNI)."""
+def main(p: MLPParams) -> dict[str, Any]:
+    """Train one MLP as ``p`` says and return the final metrics (also reported to NNI)."""
     validate(p)
-    lambdas = chosen_lambdas(p, layer_indices(p))
+    regularized = regularized_layers(p, layer_indices(p))
     device = pick_device(p.device)
     seed_everything(p.seed, p.threads)
     splits = load_image_dataset(p.dataset, p.data_root, p.split_seed, p.download).to(device)
-    model = MLP(splits.input_dim, HIDDEN[p.model], splits.num_classes).to(device)
-    cfg = LoopConfig(p.epochs, p.batch_size, p.seed, p.queue_batches, p.probe_samples)
-    return train_classifier(
+    model = MLP(splits.input_dim, HIDDEN[p.model], splits.num_classes, p.batchnorm, p.dropout).to(
+        device
+    )
+    layers = model.regularizable_layers()
+    metrics = train(
         model,
-        splits,
-        model.regularizable_layers(),
-        lambdas,
-        lambda m: PlainSGD(m.parameters(), lr=p.lr),
-        cfg,
+        split_family(model, splits, layers, p.batch_size, p.seed, p.probe_samples),
+        lambda: from_params(
+            p, model, layers, regularized, splits.num_classes, (splits.train_x[:2],)
+        ),
+        lambda extra: PlainSGD([*model.parameters(), *extra], lr=p.lr),
+        p.epochs,
         Reporter(),
     )
+    return with_config(metrics, p, regularized, ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -109,8 +109,11 @@ def cpu_kernel() -> ModuleType | None:
             pass  # half-written by a concurrent build, or stale: build under the lock below
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
-        print(f"nsr: building the C++ CPU kernel (once, ~30 s) in {build_dir}", file=sys.stderr,
-              flush=True)
+        print(
+            f"nsr: building the C++ CPU kernel (once, ~30 s) in {build_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
         # Its import warns that no CUDA runtime exists: true and irrelevant for a CPU kernel.
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils import cpp_extension
@@ -373,6 +376,10 @@ class NeuronSteadiness:
             return 0.0
         zero = torch.zeros((), device=self._pending[0][1].device)
         return self.add_penalty(zero)
+
+    def parameters(self) -> list[Tensor]:
+        """NSR learns nothing of its own (the regularizer interface, trials/regularizers.py)."""
+        return []
 
     def remove(self) -> None:
         for h in self._handles:

@@ -17,6 +17,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from trials import contract
+
 P = TypeVar("P")
 
 
@@ -71,8 +73,32 @@ def coerce(name: str, value: Any, tp: type) -> Any:
     raise TrialError(f"parameter {name}={value!r} is not a valid {tp.__name__}")
 
 
+def flatten_nested(overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """NNI's nested ``choice`` hands a trial ``{"regularizer": {"_name": "l1", "l1_weight": x}}``:
+    the chosen branch's name becomes the key's value and its own keys sit beside it, flat
+    (``{"regularizer": "l1", "l1_weight": 1e-5}``), at any depth. A key set twice is an error."""
+    flat: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if key in flat:
+            raise TrialError(f"parameter {key!r} is set twice by {source}")
+        flat[key] = value
+
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and "_name" in value:
+            put(key, value["_name"])
+            inner = {k: v for k, v in value.items() if k != "_name"}
+            for k, v in flatten_nested(inner, source).items():
+                put(k, v)
+        else:
+            put(key, value)
+    return flat
+
+
 def merge(cls: type[P], base: P, overrides: Mapping[str, Any], source: str) -> P:
-    """Return ``base`` with ``overrides`` applied; unknown keys are a :class:`TrialError`."""
+    """Return ``base`` with ``overrides`` applied (NNI's nested choices flattened first); unknown
+    keys are a :class:`TrialError`."""
+    overrides = flatten_nested(overrides, source)
     types_ = field_types(cls)
     unknown = sorted(set(overrides) - set(types_))
     if unknown:
@@ -118,30 +144,13 @@ def running_under_nni() -> bool:
     return "NNI_PLATFORM" in os.environ and "NNI_TRIAL_JOB_ID" in os.environ
 
 
-def parse_layers(spec: str, available: Sequence[int]) -> list[int]:
-    """``"none"`` -> [], ``"last"`` -> [max], ``"3,4"`` -> [3, 4]; validated against the model."""
-    text = spec.strip().lower()
-    allowed = ", ".join(str(k) for k in available)
-    if text in {"none", ""}:
-        return []
-    if text == "last":
-        return [max(available)]
-    layers: list[int] = []
-    for part in text.split(","):
-        try:
-            k = int(part)
-        except ValueError:
-            raise TrialError(
-                f"layers={spec!r}: {part.strip()!r} is not a layer index; "
-                f"use 'none', 'last' or a comma list of {allowed}"
-            ) from None
-        if k not in available:
-            raise TrialError(
-                f"layers={spec!r}: the model has no layer {k}; its layers are {allowed}"
-            )
-        if k not in layers:
-            layers.append(k)
-    return sorted(layers)
+def resolve_layers(spec: Any, available: Sequence[int]) -> list[int]:
+    """The contract's layer parsing (``contract.parse_layers``) at the trial boundary: a bad spec
+    is a :class:`TrialError`, one line that names it and the model's layers."""
+    try:
+        return contract.parse_layers(spec, available)
+    except contract.ContractError as exc:
+        raise TrialError(str(exc)) from None
 
 
 def require_choice(name: str, value: str, allowed: Sequence[str] | Mapping[str, Any]) -> None:
@@ -157,11 +166,55 @@ def require_at_least(params: object, bounds: Mapping[str, int]) -> None:
             raise TrialError(f"{name}={value} must be >= {low}")
 
 
+REGULARIZER_HELP = {
+    "regularizer": "nsr (NSR on --layers, λ from --lambda-<k>), l1, l2, jacobian, vcl or none",
+    "l1_weight": "strength of L1: weight of Σ|w| over weight matrices/kernels (regularizer l1)",
+    "l2_weight": "strength of L2: weight of Σw² over weight matrices/kernels (regularizer l2)",
+    "jacobian_weight": "strength of the Jacobian penalty λ_JR/2·||J||²_F of --layers' outputs "
+    "w.r.t. the input (regularizer jacobian)",
+    "jacobian_projections": "random projections per step that estimate ||J||²_F (jacobian)",
+    "vcl_weight": "strength of the Variance Constancy Loss on --layers (regularizer vcl)",
+    "vcl_samples": "VCL's sub-batch size n (two sub-batches per step); 0 = half the batch",
+}
+
+
+def regularized_layers(params: object, available: Sequence[int]) -> list[int]:
+    """The layers the trial's regularizer acts on, its input checked: NSR's layers (each λ > 0),
+    Jacobian's or VCL's layers (at least one), none for L1, L2 and none (a strength > 0)."""
+    kind = params.regularizer  # type: ignore[attr-defined]
+    require_choice("regularizer", kind, contract.REGULARIZERS)
+    if kind == contract.NSR:
+        return sorted(chosen_lambdas(params, available))
+    strength_key = contract.STRENGTH_KEYS.get(kind)
+    if strength_key is not None:
+        value = float(getattr(params, strength_key))
+        if not value > 0:
+            low, high = contract.STRENGTH_RANGES[strength_key]
+            raise TrialError(
+                f"{strength_key}={value} must be > 0 (searched loguniform in [{low:g}, {high:g}];"
+                " use regularizer='none' for no regularizer)"
+            )
+    if getattr(params, "jacobian_projections", 1) < 1:
+        raise TrialError(f"jacobian_projections={params.jacobian_projections} must be >= 1")  # type: ignore[attr-defined]
+    samples = getattr(params, "vcl_samples", 0)
+    if samples < 0 or samples == 1:
+        raise TrialError(f"vcl_samples={samples} must be 0 (half the batch) or >= 2")
+    if kind not in contract.LAYERED:
+        return []
+    layers = resolve_layers(params.layers, available)  # type: ignore[attr-defined]
+    if not layers:
+        raise TrialError(
+            f"regularizer={kind!r} acts on layers, but layers={params.layers!r}; "  # type: ignore[attr-defined]
+            f"use 'last' or a comma list of {', '.join(map(str, available))}"
+        )
+    return layers
+
+
 def chosen_lambdas(params: object, available: Sequence[int]) -> dict[int, float]:
     """Layer index -> λ for the layers in ``params.layers``; each λ must be > 0."""
     lambdas = {
         k: float(getattr(params, f"lambda_{k}"))
-        for k in parse_layers(params.layers, available)  # type: ignore[attr-defined]
+        for k in resolve_layers(params.layers, available)  # type: ignore[attr-defined]
     }
     for k, lam in lambdas.items():
         if not lam > 0:

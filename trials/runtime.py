@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ def seed_everything(seed: int, threads: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def run_main(body: Callable[[], Mapping[str, float]]) -> int:
+def run_main(body: Callable[[], Mapping[str, Any]]) -> int:
     """Run a trial; report its final metrics; bad input is one line on stderr and exit code 2."""
     try:
         metrics = body()

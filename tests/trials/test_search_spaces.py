@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trials.params import parse_layers
+from trials.params import resolve_layers as parse_layers
 
 REPO = Path(__file__).resolve().parents[2]
 SPACES = sorted((REPO / "search_spaces").glob("*.yml"))
