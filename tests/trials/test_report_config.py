@@ -113,3 +113,18 @@ def test_nni_search_with_layers_fixed_in_the_command_reports_layer_4(tmp_path: P
         assert set(final[contract.CONFIG]) & {"lambda_2", "lambda_3"} == set()
     finally:
         exp.stop()
+    # Stored as NSR on layer 4 (before the contract, such a search was stored as vanilla).
+    from storage.db import Database
+    from storage.queries import Group, best_lambda_per_layer, list_trials
+    from storage.sync import ingest_sqlite_file
+
+    db = Database(f"sqlite:///{tmp_path / 'results.sqlite'}")
+    db.migrate()
+    ingest_sqlite_file(db, exp.sqlite_path)
+    with db.session_scope() as s:
+        [trial] = list_trials(s).items
+        lams = best_lambda_per_layer(s, Group("mlp4", "digits"))
+    assert (trial.family, trial.layers, trial.config_source) == ("nsr", "4", "report")
+    assert [r.layer for r in lams.layers] == [4]
+    assert lams.layers[0].lam == final[contract.CONFIG]["lambda_4"]
+    db.dispose()
