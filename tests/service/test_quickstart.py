@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from nni_runner import REPO, free_port, nni_env, tiny_config
+from nni_runner import REPO, NNIExperiment, free_port, nni_env, tiny_config
 from scipy import stats
 
 from service.quickstart import nnictl
@@ -25,6 +25,30 @@ pytestmark = pytest.mark.nni
 def get(port: int, path: str) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def check_warm_start_runs(port: int, home: Path) -> None:
+    """The warm-start YAML passes NNI's own validation and runs under nnictl."""
+    from nni.experiment.config import ExperimentConfig
+
+    url = f"http://127.0.0.1:{port}/api/models/mlp4/digits/search-space?format=yaml"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        config = yaml.safe_load(resp.read())
+    assert config["searchSpace"]["layers"]["_value"][0] == "none"
+    path = home / "warm.yml"
+    path.write_text(yaml.safe_dump({**config, "maxTrialNumber": 2}))
+    ExperimentConfig.load(str(path)).validate()
+    exp = NNIExperiment(home=home, port=free_port())
+    exp.create({**config, "maxTrialNumber": 2})
+    try:
+        exp.wait(timeout=240)
+    finally:
+        exp.stop()
+    assert [t["status"] for t in exp.trials] == ["SUCCEEDED"] * 2
+    allowed = set(config["searchSpace"]["layers"]["_value"])
+    for job in exp.trials:
+        params = json.loads(job["hyperParameters"][0])["parameters"]
+        assert params["layers"] in allowed
 
 
 def test_quickstart_searches_confirms_and_prints_the_verdict_from_the_service(
@@ -92,6 +116,7 @@ def test_quickstart_searches_confirms_and_prints_the_verdict_from_the_service(
             assert d["ci_high"] == pytest.approx(boot.confidence_interval.high)
         assert f"verdict for mlp4 on digits [{cmp['budget']}], confirmed over fresh seeds" in text
         assert "better on" in text and f"of {d['paired_seeds']} seeds" in text
+        check_warm_start_runs(port, tmp_path)
     finally:
         nnictl("stop", "--all", env=nni_env(tmp_path))
         if pid_file.exists():
