@@ -47,7 +47,25 @@ def _flat(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_seed(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in _flat(params).items() if k != contract.SEED}
+    """The parameter set without its seed and without the λ of layers it does not regularize
+    (they changed nothing; leaving them out keeps the plan readable)."""
+    flat = _flat(params)
+    active: set[int] | None = None
+    if contract.LAYERS in flat:
+        try:
+            active = set(contract.parse_layers(flat[contract.LAYERS]))
+        except contract.ContractError:
+            active = None
+    return {
+        k: v
+        for k, v in flat.items()
+        if k != contract.SEED
+        and not (
+            active is not None
+            and (m := contract.LAMBDA_KEY.match(k)) is not None
+            and int(m.group(1)) not in active
+        )
+    }
 
 
 def _vanilla_of(params: dict[str, Any]) -> dict[str, Any]:

@@ -68,22 +68,38 @@ function recommendationPlot(rec) {
   }, { responsive: true });
 }
 
-// The model page's "confirm" button: POST from the page (same origin), show what started.
+// The model page's "confirm" buttons: POST from the page (same origin), show what started, or
+// only the plan (start=false: nothing runs).
+async function postWithToken(url) {
+  const headers = {};
+  const token = sessionStorage.getItem("nsr-token");
+  if (token) headers.Authorization = "Bearer " + token;
+  let resp = await fetch(url, { method: "POST", headers });
+  if (resp.status === 401) {
+    const given = window.prompt("This service needs its write token (NSR_API_TOKEN):");
+    if (!given) return resp;
+    sessionStorage.setItem("nsr-token", given);
+    resp = await fetch(url, { method: "POST", headers: { Authorization: "Bearer " + given } });
+  }
+  return resp;
+}
+
 function confirmForm(form) {
   const out = document.getElementById("confirm-result");
+  const planOut = document.getElementById("plan-yaml");
+  document.getElementById("plan-button").addEventListener("click", async () => {
+    const resp = await postWithToken(form.action.replace("start=true", "start=false"));
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) { out.textContent = "no plan: " + (body.detail || resp.status); return; }
+    out.textContent = "The plan (nothing started): " + body.plan.n_trials + " trials over fresh seeds " +
+      body.plan.seeds.join(", ") + "; run it with nnictl create --config on this YAML.";
+    planOut.textContent = body.plan.yaml;
+    planOut.hidden = false;
+  });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const headers = {};
-    const token = sessionStorage.getItem("nsr-token");
-    if (token) headers.Authorization = "Bearer " + token;
     out.textContent = "starting the confirmation experiment…";
-    let resp = await fetch(form.action, { method: "POST", headers });
-    if (resp.status === 401) {
-      const given = window.prompt("This service needs its write token (NSR_API_TOKEN):");
-      if (!given) { out.textContent = "not started: a write token is needed"; return; }
-      sessionStorage.setItem("nsr-token", given);
-      resp = await fetch(form.action, { method: "POST", headers: { Authorization: "Bearer " + given } });
-    }
+    const resp = await postWithToken(form.action);
     const body = await resp.json().catch(() => ({}));
     if (!resp.ok) { out.textContent = "not started: " + (body.detail || resp.status); return; }
     out.textContent = "";
