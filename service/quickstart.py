@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from service.settings import Settings, data_dir
+from trials import contract
 
 REPO = Path(__file__).resolve().parents[1]
 NNI_FINISHED = {"DONE", "STOPPED", "ERROR"}
@@ -187,8 +188,8 @@ def verdict_lines(cmp: Mapping[str, Any]) -> list[str]:
     for c in cmp.get("configurations", []):
         st, d = c["stats"], c.get("versus_vanilla")
         lams = " ".join(
-            f"λ{k[7:]}={float(val):.4g}" for k, val in st["parameters"].items()
-            if k.startswith("lambda_")
+            f"λ{m.group(1)}={float(val):.4g}" for k, val in st["parameters"].items()
+            if (m := contract.LAMBDA_KEY.match(k))
         )  # fmt: skip
         line = (f"  {st['family']} layers={st['layers']} {lams}: test error "
                 f"{_pm(st['test_error_mean'], st['test_error_std'])} % (n={st['n']})")  # fmt: skip
@@ -210,13 +211,8 @@ def summary(base: str, model: str, dataset: str) -> list[str]:
     best = http_json(f"{base}/api/models/{model}/{dataset}/best-config")
     lambdas = http_json(f"{base}/api/models/{model}/{dataset}/best-lambda")
     trial = best.get("trial", best)
-    params = trial.get("parameters", {})
-    chosen = str(params.get("layers", trial.get("layers", "?")))
-    lam = ", ".join(
-        f"λ{k}={float(params[f'lambda_{k}']):.4g}"
-        for k in chosen.split(",")
-        if f"lambda_{k}" in params
-    )
+    chosen = str(trial.get("layers", "?"))
+    lam = ", ".join(f"λ{r['layer']}={r['lam']:.4g}" for r in trial["layer_rows"] if r["lam"])
     lines = [
         f"search's best trial for {model} on {dataset} [{best['budget']}]: "
         f"layers={chosen} {lam}".rstrip(),

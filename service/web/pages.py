@@ -17,6 +17,7 @@ from service.deps import SessionDep
 from service.report import cell_text
 from storage import queries
 from storage.report import paper_report
+from trials import contract
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
@@ -49,6 +50,21 @@ def _json_for_script(value: Any) -> Markup:
 
 templates.env.filters["tojson_compact"] = _json_for_script
 templates.env.filters["cell"] = cell_text
+
+
+def _lambdas(params: dict[str, Any]) -> list[tuple[int, Any]]:
+    """(layer, λ) of the λ keys of a parameter or configuration dict (trials/contract.py)."""
+    found = [(int(m.group(1)), v) for k, v in params.items() if (m := contract.LAMBDA_KEY.match(k))]
+    return sorted(found)
+
+
+def _without_lambdas(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items()
+            if not contract.LAMBDA_KEY.match(k) and k != contract.LAYERS}  # fmt: skip
+
+
+templates.env.filters["lambdas"] = _lambdas
+templates.env.filters["without_lambdas"] = _without_lambdas
 
 router = APIRouter(include_in_schema=False)
 
