@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration (5)")
     c.add_argument("--concurrency", type=int, default=2, help="NNI trialConcurrency (2)")
     c.add_argument("--start", action="store_true", help="start it with nnictl")
+    c.add_argument(
+        "--per-family",
+        action="store_true",
+        help="the best --top-k of each regularizer family (NSR and every baseline, Table 4)",
+    )
     w = sub.add_parser(
         "search-space",
         help="the next search of a model, narrowed by stored results (NNI YAML)",
@@ -158,7 +163,9 @@ def _answer(db: Database, settings: Settings, args: argparse.Namespace) -> int:
         if args.command == "search-space":
             print(warm_start(s, group).yaml, end="")
             return 0
-        plan = confirmation_plan(s, group, args.top_k, args.seeds, args.concurrency)
+        plan = confirmation_plan(
+            s, group, args.top_k, args.seeds, args.concurrency, args.per_family
+        )
     if args.start:
         started = start_confirmation(plan, settings)
         print(f"confirmation experiment {started.nni_id} started ({plan.n_trials} trials, "

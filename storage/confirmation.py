@@ -120,10 +120,16 @@ def _best_trials(session: Session, conds: list[Any]) -> list[tuple[str, str, str
 
 
 def confirmation_plan(
-    session: Session, group: Group, top_k: int = 3, n_seeds: int = 5, concurrency: int = 2
+    session: Session,
+    group: Group,
+    top_k: int = 3,
+    n_seeds: int = 5,
+    concurrency: int = 2,
+    per_family: bool = False,
 ) -> ConfirmationPlan:
     """The NNI experiment that confirms the top ``top_k`` configurations of the group and
-    vanilla over ``n_seeds`` fresh seeds."""
+    vanilla over ``n_seeds`` fresh seeds; ``per_family``: the best ``top_k`` of each regularizer
+    family instead (NSR and every baseline, as in the paper's Table 4)."""
     if not 1 <= top_k <= MAX_TOP_K:
         raise InvalidValue(f"top_k={top_k} is out of range: allowed 1..{MAX_TOP_K}")
     if not 2 <= n_seeds <= MAX_SEEDS:
@@ -135,7 +141,16 @@ def confirmation_plan(
     budget, _ = _resolve(session, group)
     group = Group(group.model, group.dataset, budget, include_partial=False)
     ranked = _best_trials(session, _search_trials(group, budget))
-    candidates = [r for r in ranked if r[1] not in ("vanilla", "unknown")][:top_k]
+    regularized = [r for r in ranked if r[1] not in ("vanilla", "unknown")]
+    if per_family:
+        kept: dict[str, int] = {}
+        candidates = []
+        for r in regularized:  # best first: the first top_k of each family
+            if kept.get(r[1], 0) < top_k:
+                kept[r[1]] = kept.get(r[1], 0) + 1
+                candidates.append(r)
+    else:
+        candidates = regularized[:top_k]
     if not candidates:
         raise NotFound(
             f"{group.model}/{group.dataset} [{budget}] has no regularized full-budget search "

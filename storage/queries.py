@@ -626,9 +626,15 @@ def compare(session: Session, group: Group) -> Comparison:
     for key in keys:
         stats = _group_stats(session, [*conds, Trial.config_key == key])
         if stats is not None:
-            verdicts.append(ConfigVerdict(stats=stats, versus_vanilla=_versus(vanilla, stats)))
+            verdicts.append(
+                ConfigVerdict(stats=stats, versus_vanilla=_versus(vanilla, stats), versus_nsr=None)
+            )
     verdicts.sort(key=lambda v: (v.stats.val_error_mean, v.stats.config_key))
     nsr = next((v for v in verdicts if v.stats.family == "nsr"), None)
+    if nsr is not None:  # every other family against the best NSR configuration (Table 4)
+        for v in verdicts:
+            if v.stats.family != "nsr":
+                v.versus_nsr = _versus(nsr.stats, v.stats)
     val_gain = test_gain = None
     if vanilla and nsr:
         val_gain = vanilla.val_error_mean - nsr.stats.val_error_mean

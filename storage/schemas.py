@@ -173,6 +173,9 @@ class LayerRecommendation(GroupAnswer):
 class ConfigVerdict(BaseModel):
     stats: GroupStats
     versus_vanilla: Difference | None = Field(description="test error, vanilla − this")
+    versus_nsr: Difference | None = Field(
+        description="test error, the best NSR configuration − this (baselines, Table 4)"
+    )
 
 
 class Comparison(GroupAnswer):

@@ -94,13 +94,16 @@ async def confirm(
     seeds: Annotated[int, Query(ge=2, le=MAX_SEEDS, description="fresh seeds per config")] = 5,
     concurrency: Annotated[int, Query(ge=1, le=64, description="NNI trialConcurrency")] = 2,
     start: Annotated[bool, Query(description="start it with nnictl (else only the plan)")] = False,
+    per_family: Annotated[
+        bool, Query(description="the best top_k of each regularizer family (Table 4)")
+    ] = False,
 ) -> ConfirmationStarted:
     """Plan (and with start=true, start under NNI) the experiment that re-runs the top-k
     configurations of the group and vanilla over fresh seeds."""
 
     def plan_it() -> ConfirmationStarted:
         with db.session_scope() as s:
-            plan = confirmation_plan(s, group, top_k, seeds, concurrency)
+            plan = confirmation_plan(s, group, top_k, seeds, concurrency, per_family)
         if not start:
             return ConfirmationStarted(
                 plan=plan, started=False, nni_id=None, nni_url=None, config_path=None

@@ -199,3 +199,36 @@ def test_report_has_one_group_per_budget_with_unconfirmed_cells(searched):
     assert (vanilla.n, vanilla.mean) == (3, pytest.approx((11.0 + 11.2 + 11.1) / 3))
     assert not nsr.confirmed and nsr.layers == "3" and nsr.paper is None  # digits: no paper cell
     assert [c.layers for c in g.by_layers] == ["none", "3", "4"]
+
+
+def test_per_family_plan_and_baselines_against_nsr(db):
+    def reg(job, seed, val, test, weight):
+        params = {"regularizer": "l1", "l1_weight": weight, "layers": "none", "seed": seed}
+        return RawTrial(job, "SUCCEEDED", int(job[1:]), params, 1, 2, final(val, test), [val])
+
+    search = [*SEARCH, reg("t8", 0, 8.1, 9.9, 0.01), reg("t9", 1, 9.9, 10.5, 0.1)]
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment("s15", search))
+        top = confirmation_plan(s, G, top_k=2, n_seeds=2)
+        plan = confirmation_plan(s, G, top_k=1, n_seeds=2, per_family=True)
+    assert [c.family for c in top.configurations] == ["nsr", "l1", "vanilla"]  # 8.0, 8.1
+    assert [(c.family, c.layers) for c in plan.configurations] == [
+        ("nsr", "3"), ("l1", "none"), ("vanilla", "none")]  # fmt: skip
+    sets = plan.experiment["searchSpace"]["combine_params"]["_value"]
+    assert {"regularizer": "l1", "l1_weight": 0.01, "layers": "none", "seed": 1000} in sets
+    tests = {"nsr": [9.0, 9.2], "l1": [10.0, 10.4], "vanilla": [11.0, 11.2]}
+    results = []
+    for p in sets:
+        family = "l1" if p.get("regularizer") == "l1" else ("nsr" if p["layers"] != "none"
+                                                             else "vanilla")  # fmt: skip
+        results.append((tests[family][p["seed"] - 1000], tests[family][p["seed"] - 1000]))
+    name = confirmation_name("mlp4", "digits", plan.searches)
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment("conf", confirmation_trials(sets, results), name=name))
+        cmp = q.compare(s, G)
+    by_family = {v.stats.family: v for v in cmp.configurations}
+    assert set(by_family) == {"nsr", "l1"} and cmp.confirmed
+    l1 = by_family["l1"]
+    assert l1.versus_vanilla.difference == pytest.approx(11.1 - 10.2)
+    assert l1.versus_nsr.difference == pytest.approx(9.1 - 10.2)  # NSR better than L1
+    assert by_family["nsr"].versus_nsr is None
