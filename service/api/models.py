@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
+from sqlalchemy.orm import Session
 
+from service.api.params import ImportanceMethod, TrialSelectionDep
 from service.deps import CacheDep, SessionDep
-from storage import queries
+from storage import importance, queries
 from storage.schemas import (
     BestConfig,
     BestLambdas,
     Comparison,
+    Importance,
     LayerRecommendation,
     ModelDataset,
 )
@@ -59,3 +63,25 @@ async def compare(cache: CacheDep, model: ModelP, dataset: DatasetP) -> Response
     return await cache.json(
         ("compare", model, dataset), lambda s: queries.compare(s, model, dataset)
     )
+
+
+# ---------------------------------------------------------------- results UI (issue 14)
+
+
+@router.get("/{model}/{dataset}/importance", response_model=Importance)
+async def model_importance(
+    cache: CacheDep,
+    model: ModelP,
+    dataset: DatasetP,
+    where: TrialSelectionDep,
+    method: ImportanceMethod = "ped-anova",
+) -> Response:
+    """Hyperparameter importance over every experiment of (model, data set), filtered like the
+    experiment's (``budget`` keeps results comparable)."""
+    sel = replace(where, model=model, dataset=dataset)
+
+    def compute(s: Session) -> Importance:
+        queries.require_model_dataset(s, model, dataset)
+        return importance.importance(s, sel, method)
+
+    return await cache.json(("importance", sel, method), compute)
