@@ -11,7 +11,7 @@
   const LAM_LAYERS = Object.keys(P.lam).sort((a, b) => a - b);
   const VAR_LAYERS = Object.keys(P.var_end).sort((a, b) => a - b);
   const ROWS_PER_PAGE = 50;
-  const PARCOORDS_MAX = 5000;
+  const PARCOORDS_MAX = 2000;
   const FAMILY_COLORS = { vanilla: "#607d8b", nsr: "#1e88e5", unknown: "#9e9e9e" };
   const PALETTE = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00acc1", "#6d4c41", "#c0ca33"];
 
