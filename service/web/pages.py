@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from pathlib import Path
@@ -13,11 +14,12 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from pydantic import BaseModel, StringConstraints
 
-from service.deps import SessionDep, SettingsDep
+from service.deps import CacheDep, DbDep, SessionDep, SettingsDep
 from service.settings import Settings
 from storage import queries
 from storage.errors import StorageError
 from storage.nni_reader import read_registry
+from storage.schemas import ExperimentDetail
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
@@ -42,12 +44,14 @@ templates.env.filters["num"] = _fmt_num
 
 
 def _json_for_script(value: Any) -> Markup:
+    if isinstance(value, BaseModel):
+        return _escape_for_script(value.model_dump_json())  # pydantic's encoder, ~10x json's
+    return _escape_for_script(json.dumps(value, separators=(",", ":")))
+
+
+def _escape_for_script(text: str) -> Markup:
     # Inside <script> the HTML parser decodes no entities, so escape only what could end the
     # element early; trial parameters are user data.
-    if isinstance(value, BaseModel):
-        text = value.model_dump_json()  # pydantic's encoder: ~10x json.dumps on 10,000 trials
-    else:
-        text = json.dumps(value, separators=(",", ":"))
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
@@ -67,14 +71,25 @@ def experiments_page(request: Request, session: SessionDep) -> HTMLResponse:
 
 
 @router.get("/experiments/{nni_id}", response_class=HTMLResponse)
-def experiment_page(
-    request: Request, session: SessionDep, settings: SettingsDep, nni_id: str
+async def experiment_page(
+    request: Request, db: DbDep, cache: CacheDep, settings: SettingsDep, nni_id: str
 ) -> HTMLResponse:
-    exp = queries.get_experiment(session, nni_id)
-    points = queries.trial_points(session, queries.TrialSelection(experiments=(nni_id,)))
+    def experiment() -> ExperimentDetail:
+        with db.session_scope() as s:
+            return queries.get_experiment(s, nni_id)
+
+    exp = await asyncio.to_thread(experiment)  # a 404 names an unknown id before any work
+    # The trial columns (MBs at 10,000 trials) are cached per data version: a reload or a
+    # second reader pays only the template.
+    points = await cache.bytes(
+        ("experiment-points", nni_id),
+        lambda s: queries.trial_points(
+            s, queries.TrialSelection(experiments=(nni_id,))
+        ).model_dump_json().encode(),
+    )
     ctx = {
         "exp": exp,
-        "points": points,
+        "points_json": _escape_for_script(points.decode()),
         "budgets_stored": queries.budget_column() is not None,
         "sync_errors": _sync_errors(request, nni_id),
         "nni_ui": _nni_ui_url(request, settings, exp.nni_id, exp.status),
