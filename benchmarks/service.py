@@ -198,11 +198,14 @@ def main() -> int:
 def results_ui(base: str, args: argparse.Namespace) -> bool:
     """The experiment page and the importance endpoint on the big experiment."""
     page = f"/experiments/{BIG}"
+    # The first request computes the trial columns; later ones (until data changes) reuse them.
+    t0 = time.perf_counter()
     size = len(httpx.get(base + page, timeout=60).content)
+    first = (time.perf_counter() - t0) * 1000
     lat = load(base, [page], args.page_requests, 1)
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
-    print(f"experiment page: {args.big_trials:,} trials, {size / 1e6:.1f} MB, "
-          f"{len(lat)} sequential requests: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+    print(f"experiment page: {args.big_trials:,} trials, {size / 1e6:.1f} MB: first (uncached) "
+          f"{first:.0f} ms; {len(lat)} sequential requests: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
           f"(target p99 <= 1000 ms)")  # fmt: skip
     lat2 = load(base, [page], args.page_requests, 2)
     print(f"experiment page, 2 concurrent: p50 {percentile(lat2, 50):.0f} ms, "
@@ -217,7 +220,7 @@ def results_ui(base: str, args: argparse.Namespace) -> bool:
           f"{first:.0f} ms; uncached under 10 filters: p50 {percentile(uncached, 50):.0f} ms, "
           f"p99 {percentile(uncached, 99):.0f} ms; cached, {args.concurrency} concurrent: "
           f"p50 {percentile(cached, 50):.1f} ms, p99 {percentile(cached, 99):.1f} ms")  # fmt: skip
-    return p99 <= 1000
+    return p99 <= 1000 and first <= 1000
 
 
 if __name__ == "__main__":

@@ -116,3 +116,13 @@ def test_model_importance_spans_experiments(api):
     assert both["groups"][0]["importances"] == pytest.approx(expected, rel=1e-9)
     missing = api.get("/api/models/mlp4/nope/importance")
     assert missing.status_code == 404 and "unknown dataset 'nope'" in missing.json()["detail"]
+
+
+def test_routes_are_documented(api):
+    paths = api.get("/openapi.json").json()["paths"]
+    for p in ("/api/experiments/{nni_id}/importance", "/api/models/{model}/{dataset}/importance",
+              "/api/experiments/{nni_id}/points"):  # fmt: skip
+        assert p in paths
+    params = {q["name"] for q in paths["/api/experiments/{nni_id}/importance"]["get"]["parameters"]}
+    assert {"status", "layers", "regularizer", "budget", "min_error", "max_error",
+            "method"} <= params  # fmt: skip
