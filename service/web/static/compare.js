@@ -27,7 +27,8 @@
     return { x, y, type, mode: "lines", line: { shape: "hv", color: color(c), width: 2 }, name: s.label };
   });
   Plotly.newPlot("plot-best", best, plotLayout("Best validation error so far", {
-    xaxis: { title: { text: "trials completed" } }, yaxis: { title: { text: "best validation error %" } },
+    showlegend: true, xaxis: { title: { text: "trials completed" } },
+    yaxis: { title: { text: "best validation error %" } },
   }), PLOT_CONFIG);
 
   const layers = [...new Set(SERIES.flatMap((s) => Object.keys(s.points.lam)))].sort((a, b) => a - b);
@@ -49,7 +50,8 @@
       };
     });
     Plotly.newPlot(div, traces, plotLayout("Validation error vs λ of layer " + k, {
-      xaxis: { type: "log", title: { text: "λ" + k + " (log), where it took effect" } }, yaxis: { title: { text: "validation error %" } },
+      showlegend: true, xaxis: { type: "log", title: { text: "λ" + k + " (log), where it took effect" } },
+      yaxis: { title: { text: "validation error %" } },
     }), PLOT_CONFIG);
   }
 
