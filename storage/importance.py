@@ -148,17 +148,23 @@ def evaluator(method: Method) -> optuna.importance.BaseImportanceEvaluator:
 
 def score(
     trials: list[StoredTrial], method: Method, scored: set[str] | None = None
-) -> dict[str, float]:
-    """``optuna.importance.get_param_importances`` on the study of ``trials``."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``optuna.importance.get_param_importances`` on the study of ``trials``: (normalized,
+    raw). Evaluated once; normalized as get_param_importances does (each / sum, equal shares
+    when all are 0)."""
     study, params = build_study(trials, scored)
     if not params:
-        return {}
+        return {}, {}
     with warnings.catch_warnings():
         # PED-ANOVA warns on small studies and optuna on experimental features: the group's
         # n_trials already says how much to trust the numbers.
         warnings.simplefilter("ignore")
-        result = optuna.importance.get_param_importances(study, evaluator=evaluator(method))
-    return {k: float(v) for k, v in result.items()}
+        raw = optuna.importance.get_param_importances(
+            study, evaluator=evaluator(method), normalize=False
+        )
+    total = sum(raw.values())
+    share = {k: (v / total if total else 1.0 / len(raw)) for k, v in raw.items()}
+    return {k: float(v) for k, v in share.items()}, {k: float(v) for k, v in raw.items()}
 
 
 def _group(scope: str, family: str | None, layers: str | None, trials: list[StoredTrial],
@@ -169,11 +175,12 @@ def _group(scope: str, family: str | None, layers: str | None, trials: list[Stor
             scope=scope, family=family, layers=layers, n_trials=n, importances={},
             note=f"{n} trials: importance needs at least {MIN_TRIALS}",
         )  # fmt: skip
-    imp = score(trials, method, scored)
+    imp, raw = score(trials, method, scored)
     note = None if imp else "no parameter varies in these trials"
     return ImportanceGroup(
-        scope=scope, family=family, layers=layers, n_trials=n, importances=imp, note=note
-    )
+        scope=scope, family=family, layers=layers, n_trials=n, importances=imp, raw=raw,
+        note=note,
+    )  # fmt: skip
 
 
 def _subsets(trials: Iterable[StoredTrial]) -> dict[tuple[str, str], list[StoredTrial]]:

@@ -208,7 +208,13 @@ class ImportanceGroup(BaseModel):
     layers: str | None
     n_trials: int = Field(description="trials with a validation error in this scope")
     importances: dict[str, float] = Field(
-        description="parameter -> importance (they sum to 1), largest first"
+        description="parameter -> importance (they sum to 1), largest first: "
+        "optuna.importance.get_param_importances"
+    )
+    raw: dict[str, float] = Field(
+        default_factory=dict,
+        description="the same before normalization (normalize=False): comparable across groups, "
+        "where a share of 1 may be a share of nothing",
     )
     note: str | None = Field(default=None, description="why there are no importances")
 

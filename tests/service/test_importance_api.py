@@ -26,8 +26,12 @@ def api(db_url, tmp_path):
         yield c
 
 
-def direct_importance(trials: list[dict], evaluator: optuna.importance.BaseImportanceEvaluator,
-                      layers: str | None = None) -> dict[str, float]:  # fmt: skip
+def direct_importance(
+    trials: list[dict],
+    evaluator: optuna.importance.BaseImportanceEvaluator,
+    layers: str | None = None,
+    normalize: bool = True,
+) -> dict[str, float]:
     """optuna.importance on a study written here from the REST trials, independently of
     storage/importance.py: each λ only where its layer is regularized, log scale over the range
     seen; layer subset and seed as choices; trials without an error left out."""
@@ -58,7 +62,7 @@ def direct_importance(trials: list[dict], evaluator: optuna.importance.BaseImpor
                                   distributions={k: dists[k] for k in p if k in dists}, value=v)
         for p, v in rows
     ])  # fmt: skip
-    return optuna.importance.get_param_importances(study, evaluator=evaluator)
+    return optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=normalize)
 
 
 def test_experiment_importance_equals_optuna_called_directly(api):
@@ -78,6 +82,14 @@ def test_experiment_importance_equals_optuna_called_directly(api):
         assert groups[f"layers={layers}"] == pytest.approx(
             direct_importance(trials, ped, layers), rel=1e-9
         )
+    # Before normalization too: there a λ that changes nothing stays near 0 in its own group
+    # (normalized, a lone λ takes nearly all the share even when it does nothing).
+    raw = {g["scope"]: g["raw"] for g in got["groups"]}
+    for layers in ("3", "4", "3,4"):
+        assert raw[f"layers={layers}"] == pytest.approx(
+            direct_importance(trials, ped, layers, normalize=False), rel=1e-9
+        )
+    assert raw["layers=3"]["lambda_3"] > 10 * raw["layers=4"]["lambda_4"]
     # Where both λ took effect, the one that drives the error ranks first, by far.
     assert groups["layers=3,4"]["lambda_3"] > 3 * groups["layers=3,4"]["lambda_4"]
 

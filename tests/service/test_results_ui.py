@@ -180,7 +180,7 @@ def test_experiment_page_with_10000_trials(db_url, tmp_path):
                         params={"layers": "3,4"}, timeout=120).json()  # fmt: skip
         bars = {t["name"].split(" (")[0]: dict(zip(t["y"], t["x"], strict=True)) for t in imp}
         assert bars["layers=3,4"]["λ3 · layers=3,4"] == pytest.approx(
-            api["groups"][1]["importances"]["lambda_3"]
+            api["groups"][1]["raw"]["lambda_3"]
         )
         page.screenshot(path=OUTPUT / "experiment-10k-filtered.png", full_page=True)
 

@@ -392,8 +392,11 @@
     const traces = [];
     const lines = [];
     if (result) {
+      // Bars are the importances before normalization: comparable across groups. Normalized,
+      // a lone λ that changes nothing would fill its group's bar (its share is of nothing);
+      // the share is in the hover.
       result.groups.forEach((g, c) => {
-        const entries = Object.entries(g.importances).reverse();
+        const entries = Object.entries(g.raw).reverse();
         if (!entries.length) {
           lines.push(g.scope + ": " + (g.note || "no importances"));
           return;
@@ -402,15 +405,16 @@
         traces.push({
           type: "bar", orientation: "h", name: g.scope + " (" + g.n_trials + ")",
           y: entries.map(([p]) => (all ? pretty(p) : pretty(p) + " · " + g.scope)),
-          x: entries.map(([, v]) => v), marker: { color: PALETTE[c % PALETTE.length] },
-          hovertemplate: "%{y}: %{x:.3f}<extra></extra>",
+          x: entries.map(([, v]) => v), customdata: entries.map(([p]) => g.importances[p]),
+          marker: { color: PALETTE[c % PALETTE.length] },
+          hovertemplate: "%{y}: %{x:.3g} (share %{customdata:.2f} of its group)<extra></extra>",
         });
       });
     }
     notes.textContent = message || lines.join(" · ");
     const method = result ? (result.method === "fanova" ? "fANOVA" : "PED-ANOVA") : "PED-ANOVA";
     Plotly.react("plot-importance", traces, plotLayout("Hyperparameter importance (" + method + ")", {
-      xaxis: { title: { text: "importance (sums to 1 per group)" }, range: [0, 1] },
+      xaxis: { title: { text: "importance, not normalized (comparable across groups)" }, rangemode: "tozero" },
       // One bar per row: each label belongs to one group, so overlay, and every label shown.
       barmode: "overlay", yaxis: { automargin: true, dtick: 1, tickfont: { size: 11 } },
     }), PLOT_CONFIG);
