@@ -93,10 +93,11 @@ NniId = Annotated[str, Path(max_length=64, description="NNI experiment id")]
 
 
 @router.get("/{nni_id}/points", response_model=TrialPoints)
-def experiment_points(session: SessionDep, nni_id: NniId, where: TrialSelectionDep) -> TrialPoints:
+async def experiment_points(cache: CacheDep, nni_id: NniId, where: TrialSelectionDep) -> Response:
     """The experiment's trials as columns in completion order, with the λ that took effect and
-    the per-epoch curves: what the experiment page plots."""
-    return queries.trial_points(session, replace(where, experiments=(nni_id,)))
+    the per-epoch curves: what the experiment page plots (and reloads while NNI runs)."""
+    sel = replace(where, experiments=(nni_id,))
+    return await cache.json(("points", sel), lambda s: queries.trial_points(s, sel))
 
 
 @router.get("/{nni_id}/importance", response_model=Importance)

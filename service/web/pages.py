@@ -81,11 +81,10 @@ async def experiment_page(
     exp = await asyncio.to_thread(experiment)  # a 404 names an unknown id before any work
     # The trial columns (MBs at 10,000 trials) are cached per data version: a reload or a
     # second reader pays only the template.
+    # The same cache entry as GET /api/experiments/{id}/points, which the page polls.
+    sel = queries.TrialSelection(experiments=(nni_id,))
     points = await cache.bytes(
-        ("experiment-points", nni_id),
-        lambda s: queries.trial_points(
-            s, queries.TrialSelection(experiments=(nni_id,))
-        ).model_dump_json().encode(),
+        ("points", sel), lambda s: queries.trial_points(s, sel).model_dump_json().encode()
     )
     ctx = {
         "exp": exp,
@@ -93,6 +92,8 @@ async def experiment_page(
         "budgets_stored": queries.budget_column() is not None,
         "sync_errors": _sync_errors(request, nni_id),
         "nni_ui": _nni_ui_url(request, settings, exp.nni_id, exp.status),
+        # While the manager runs, the page fetches the trials again (NNI's own UI does too).
+        "refresh_ms": int(settings.ui_refresh_seconds * 1000) if exp.status != "STOPPED" else 0,
     }
     return templates.TemplateResponse(request, "experiment.html", ctx)
 

@@ -269,3 +269,42 @@ def test_compare_page_overlays_experiments_and_groups(settings):
         assert counts == [sum(v is not None for v in s["points"]["val_error"]) for s in listed]
         assert counts[0] > 100  # expA and expB together
         page.screenshot(path=OUTPUT / "compare-groups.png", full_page=True)
+
+
+def test_experiment_page_reloads_its_trials_while_nni_runs(db_url, tmp_path):
+    from sqlalchemy import update
+
+    from storage.db import Database
+    from storage.models import Experiment
+    from storage.synthetic import write_nni_sqlite
+
+    nni_dir = make_nni_dir(tmp_path, {"live": {"n_trials": 20, "seed": 4}})
+    settings = Settings(database_url=db_url, nni_dir=nni_dir, sync_interval=0,
+                        ui_refresh_seconds=0.5)  # fmt: skip
+    with serve(settings) as base, browser_page(base) as page:
+        assert httpx.post(f"{base}/api/sync").json()["inserted"] == 20
+        # What a sync of a live manager stores: the experiment runs.
+        db = Database(db_url)
+        with db.session_scope() as s:
+            s.execute(update(Experiment).where(Experiment.nni_id == "live")
+                      .values(status="RUNNING"))  # fmt: skip
+        db.dispose()
+        page.goto(f"{base}/experiments/live")
+        wait_rendered(page)
+        assert page.locator("#f-count").inner_text() == "20 of 20 trials"
+        assert page.locator("#exp-badge").inner_text() == "RUNNING"
+        # NNI finishes 10 more trials and stops; the open page follows without a reload.
+        db_file = nni_dir / "live" / "db" / "nni.sqlite"
+        db_file.unlink()
+        write_nni_sqlite(db_file, "live", n_trials=30, seed=4)
+        assert httpx.post(f"{base}/api/sync").json()["inserted"] == 10
+        page.wait_for_function("document.getElementById('f-count').textContent === "
+                               "'30 of 30 trials'")  # fmt: skip
+        wait_rendered(page)
+        assert page.locator("#exp-badge").inner_text() == "STOPPED"
+        history = plot_data(page, "plot-history")
+        stored = httpx.get(f"{base}/api/experiments/live").json()
+        assert sum(n_points(t) for t in history if t["name"] != "best so far") == sum(
+            1 for v in httpx.get(f"{base}/api/experiments/live/points").json()["val_error"]
+            if v is not None
+        ) and stored["n_trials"] == 30

@@ -6,20 +6,25 @@
 
 (function () {
   const DATA = JSON.parse(document.getElementById("exp-data").textContent);
-  const P = DATA.points;
-  const N = P.trial.length;
-  const LAM_LAYERS = Object.keys(P.lam).sort((a, b) => a - b);
-  const VAR_LAYERS = Object.keys(P.var_end).sort((a, b) => a - b);
+  const P = DATA.points;  // replaced in place when the page reloads the trials (running NNI)
+  let N, LAM_LAYERS, VAR_LAYERS, ALL;
   const ROWS_PER_PAGE = 50;
   const PARCOORDS_MAX = 2000;
   const FAMILY_COLORS = { vanilla: "#607d8b", nsr: "#1e88e5", unknown: "#9e9e9e" };
   const PALETTE = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00acc1", "#6d4c41", "#c0ca33"];
 
   const distinct = (col) => [...new Set(col.filter((v) => v !== null))].sort();
-  const ALL = {
-    status: distinct(P.status), regularizer: distinct(P.family),
-    layers: distinct(P.layers), budget: distinct(P.budget),
-  };
+
+  function derive() {
+    N = P.trial.length;
+    LAM_LAYERS = Object.keys(P.lam).sort((a, b) => a - b);
+    VAR_LAYERS = Object.keys(P.var_end).sort((a, b) => a - b);
+    ALL = {
+      status: distinct(P.status), regularizer: distinct(P.family),
+      layers: distinct(P.layers), budget: distinct(P.budget),
+    };
+  }
+  derive();
   const state = {
     status: new Set(ALL.status), regularizer: new Set(ALL.regularizer),
     layers: new Set(), budget: new Set(), min: null, max: null,
@@ -477,6 +482,37 @@
     clearTimeout(importanceTimer);
     importanceTimer = setTimeout(fetchImportance, 250);  // typing an error bound: one request
   }
+
+  // ------------------------------------------------------------------ live reload
+  // While NNI's manager runs, reload the trials every refresh_ms; a checkbox group that had
+  // every box ticked keeps meaning "any", so new statuses and families show up ticked.
+  function reload() {
+    const id = encodeURIComponent(DATA.nni_id);
+    Promise.all([fetch("/api/experiments/" + id + "/points"), fetch("/api/experiments/" + id)])
+      .then(([a, b]) => (a.ok && b.ok ? Promise.all([a.json(), b.json()]) : null))
+      .then((got) => {
+        if (!got) return;
+        const [points, exp] = got;
+        const badge = document.getElementById("exp-badge");
+        badge.textContent = exp.status;
+        badge.className = "badge exp-" + exp.status.toLowerCase();
+        document.getElementById("exp-counts").textContent =
+          exp.n_trials + " trials (" + exp.n_succeeded + " succeeded)";
+        if (exp.status === "STOPPED") clearInterval(timer);
+        if (JSON.stringify(points) === JSON.stringify(P)) return;
+        const allStatus = state.status.size === ALL.status.length;
+        const allFamily = state.regularizer.size === ALL.regularizer.length;
+        Object.assign(P, points);
+        derive();
+        if (allStatus) state.status = new Set(ALL.status);
+        if (allFamily) state.regularizer = new Set(ALL.regularizer);
+        buildFilters();
+        render();
+        fetchImportance();
+      })
+      .catch(() => {});  // the next tick tries again
+  }
+  const timer = DATA.refresh_ms > 0 ? setInterval(reload, DATA.refresh_ms) : null;
 
   readQuery();
   buildFilters();
