@@ -24,10 +24,19 @@ from storage.queries import data_version
 
 
 class ResponseCache:
-    def __init__(self, db: Database, version_ttl: float = 1.0, max_entries: int = 2048) -> None:
+    def __init__(
+        self,
+        db: Database,
+        version_ttl: float = 1.0,
+        max_entries: int = 2048,
+        max_bytes: int = 256 * 2**20,
+    ) -> None:
         self.db = db
         self.version_ttl = version_ttl
         self.max_entries = max_entries
+        # The experiment page's trial columns are MBs each: the bound is on bytes as well.
+        self.max_bytes = max_bytes
+        self._size = 0
         self._entries: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._version = -1
@@ -49,21 +58,32 @@ class ResponseCache:
         return self._version
 
     async def json(self, key: Hashable, compute: Callable[[Session], BaseModel]) -> Response:
+        body = await self.bytes(key, lambda s: compute(s).model_dump_json().encode())
+        return Response(body, media_type="application/json")
+
+    async def bytes(self, key: Hashable, compute: Callable[[Session], bytes]) -> bytes:
+        """``compute``'s bytes for ``key``, computed at most once per data version."""
         version = await self._current_version()
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None and hit[0] == version:
                 self._entries.move_to_end(key)
-                return Response(hit[1], media_type="application/json")
+                return hit[1]
 
         def run() -> bytes:
             with self.db.session_scope() as s:
-                return compute(s).model_dump_json().encode()
+                return compute(s)
 
         body = await asyncio.to_thread(run)
         with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._size -= len(old[1])
             self._entries[key] = (version, body)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return Response(body, media_type="application/json")
+            self._size += len(body)
+            while len(self._entries) > 1 and (
+                len(self._entries) > self.max_entries or self._size > self.max_bytes
+            ):
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._size -= len(dropped)
+        return body

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         "DELETE /api/experiments/<id>) needs 'Authorization: Bearer <token>'",
     )
     max_import_mb: int = Field(default=1024, ge=1, description="largest nni.sqlite upload")
+    ui_refresh_seconds: float = Field(
+        default=10.0, ge=0, description="how often an open experiment page reloads its trials "
+        "while NNI's manager runs; 0 turns it off",
+    )  # fmt: skip
 
     @field_validator("api_token", mode="before")
     @classmethod

@@ -9,16 +9,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, case, func, select
+import orjson
+from sqlalchemy import Select, Text, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from storage.errors import InvalidValue, NotFound
 from storage.models import DataVersion, Experiment, Trial, TrialLayer
-from storage.parse import effective_parameters
+from storage.parse import effective_parameters, parse_layers
 from storage.schemas import (
     WINNERS_CURSE,
     BestConfig,
     BestLambdas,
+    CompareGroup,
+    CompareSeries,
     Comparison,
     ConfigVerdict,
     Difference,
@@ -33,9 +36,11 @@ from storage.schemas import (
     ModelDataset,
     Page,
     TrialDetail,
+    TrialPoints,
     TrialSummary,
 )
 from storage.statistics import difference
+from trials.contract import LAMBDA_KEY, STRENGTH_KEYS
 
 TrialSort = Literal[
     "val_error", "test_error", "seed", "sequence_id", "start_time", "trial_job_id", "status"
@@ -661,57 +666,237 @@ def compare(session: Session, group: Group) -> Comparison:
 # ---------------------------------------------------------------- plot data (web UI)
 
 
-def experiment_plot_data(session: Session, nni_id: str, best_curves: int = 5) -> dict[str, Any]:
-    """Points for the experiment page's plots: val error vs λ per layer, variance per layer,
-    and the per-epoch curves of the best trials."""
-    exp_id = session.scalar(select(Experiment.id).where(Experiment.nni_id == nni_id))
-    if exp_id is None:
-        raise NotFound(f"unknown experiment {nni_id!r}")
-    lam_rows = session.execute(
-        select(TrialLayer.layer, TrialLayer.lam, Trial.val_error, Trial.trial_job_id, Trial.layers)
-        .join(Trial, TrialLayer.trial_id == Trial.id)
-        .where(
-            Trial.experiment_id == exp_id,
-            Trial.val_error.is_not(None),
-            TrialLayer.lam.is_not(None),
-            TrialLayer.lam > 0,
-        )
-        .order_by(TrialLayer.layer, TrialLayer.lam)
-    ).all()
-    lam_points: dict[int, dict[str, list[Any]]] = {}
-    for layer, lam, val, job, layers in lam_rows:
-        pts = lam_points.setdefault(layer, {"lam": [], "val_error": [], "text": []})
-        pts["lam"].append(lam)
-        pts["val_error"].append(val)
-        pts["text"].append(f"{job} (layers {layers})")
-    var_rows = session.execute(
-        select(TrialLayer.layer, Trial.family, TrialLayer.var_init, TrialLayer.var_end)
-        .join(Trial, TrialLayer.trial_id == Trial.id)
-        .where(Trial.experiment_id == exp_id, TrialLayer.var_end.is_not(None))
-        .order_by(TrialLayer.layer)
-    ).all()
-    variance: dict[str, dict[str, list[Any]]] = {}
-    for layer, family, vi, ve in var_rows:
-        series = variance.setdefault(family, {"layer": [], "var_end": [], "var_init": []})
-        series["layer"].append(layer)
-        series["var_end"].append(ve)
-        series["var_init"].append(vi)
-    best = session.execute(
-        select(Trial.trial_job_id, Trial.layers, Trial.val_error, Trial.intermediate)
-        .where(Trial.experiment_id == exp_id, Trial.val_error.is_not(None))
-        .order_by(Trial.val_error, Trial.id)
-        .limit(best_curves)
-    ).all()
-    curves = [
-        {"trial": job, "layers": layers, "val_error": val, "curve": curve or []}
-        for job, layers, val, curve in best
-    ]
-    return {"lambda": lam_points, "variance": variance, "curves": curves}
-
-
 def trial_filters_valid(status: str | None) -> None:
     """Reject a status no NNI trial can have, naming the allowed ones."""
     allowed = {"WAITING", "RUNNING", "SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED",
                "EARLY_STOPPED", "UNKNOWN"}  # fmt: skip
     if status is not None and status.upper() not in allowed:
         raise InvalidValue(f"status={status!r} is not allowed: one of {sorted(allowed)}")
+
+
+# ---------------------------------------------------------------- results UI (issue 14)
+# Read queries of the experiment and compare pages and of the importance endpoint (the optuna
+# part is storage/importance.py). One section, appended, so that other storage work merges
+# around it.
+
+
+def budget_column() -> Any | None:
+    # Trial.budget comes with the storage change of issue 10; until a branch has it, the budget
+    # filter and column are absent rather than wrong.
+    return getattr(Trial, "budget", None)
+
+
+def partial_column() -> Any | None:
+    return getattr(Trial, "partial", None)
+
+
+@dataclass(frozen=True)
+class TrialSelection:
+    """The trials a results page, plot or importance covers. Empty tuples and None mean "any";
+    several values of one field mean "any of them". The experiment page applies the same
+    fields in the browser (service/web/static/app.js, ``matches``)."""
+
+    experiments: tuple[str, ...] = ()
+    model: str | None = None
+    dataset: str | None = None
+    statuses: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+    families: tuple[str, ...] = ()
+    budgets: tuple[str, ...] = ()
+    min_error: float | None = None
+    max_error: float | None = None
+
+
+def selection_conditions(session: Session, sel: TrialSelection) -> list[Any]:
+    conds: list[Any] = []
+    if sel.experiments:
+        known = dict(
+            session.execute(
+                select(Experiment.nni_id, Experiment.id).where(
+                    Experiment.nni_id.in_(sel.experiments)
+                )
+            ).all()
+        )
+        missing = [e for e in sel.experiments if e not in known]
+        if missing:
+            raise NotFound(f"unknown experiment {missing[0]!r}")
+        conds.append(Trial.experiment_id.in_(list(known.values())))
+    if sel.model is not None:
+        conds.append(Trial.model == sel.model)
+    if sel.dataset is not None:
+        conds.append(Trial.dataset == sel.dataset)
+    if sel.statuses:
+        conds.append(Trial.status.in_([s.upper() for s in sel.statuses]))
+    if sel.layers:
+        conds.append(Trial.layers.in_(sel.layers))
+    if sel.families:
+        conds.append(Trial.family.in_(sel.families))
+    budget = budget_column()
+    if sel.budgets and budget is not None:
+        conds.append(budget.in_(sel.budgets))
+    if sel.min_error is not None:
+        conds.append(Trial.val_error >= sel.min_error)
+    if sel.max_error is not None:
+        conds.append(Trial.val_error <= sel.max_error)
+    if sel.min_error is not None and sel.max_error is not None and sel.min_error > sel.max_error:
+        raise InvalidValue(
+            f"min_error={sel.min_error} is above max_error={sel.max_error}: the range is empty"
+        )
+    return conds
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def effective_strengths(
+    params: dict[str, Any], family: str
+) -> tuple[dict[int, float], float | None, dict[str, Any]]:
+    """What took effect in a trial: NSR's λ per regularized layer, a baseline's strength, and
+    the other parameters that change the result. The λ of a layer outside ``layers`` changed
+    nothing and is left out (it would mislead the table, the plots and the importance)."""
+    idx = parse_layers(params.get("layers"))[1]
+    lams: dict[int, float] = {}
+    if family == "nsr" and idx:
+        for k in idx:
+            lam = _finite_or_none(params.get(f"lambda_{k}"))
+            if lam is not None:
+                lams[k] = lam
+    key = STRENGTH_KEYS.get(family)
+    strength = _finite_or_none(params.get(key)) if key else None
+    skip = {"layers", "seed", "regularizer", "model", "dataset", *STRENGTH_KEYS.values()}
+    other = {k: v for k, v in params.items() if k not in skip and not LAMBDA_KEY.match(k)}
+    return lams, strength, other
+
+
+def _text_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _raw_json(column: Any) -> Any:
+    # The JSON columns as text (a no-op on SQLite; PostgreSQL's driver would decode them with
+    # json.loads), decoded by orjson in ``_decoded``: json.loads of 30,000 values was half the
+    # time of a 10,000-trial page.
+    return cast(column, Text)
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, str | bytes):
+        return orjson.loads(value)
+    return value  # PostgreSQL's driver decodes JSON itself
+
+
+def _var_end_layer(key: str) -> str | None:
+    if key.startswith("var_") and not key.endswith("_init") and key[4:].isdigit():
+        return key[4:]
+    return None
+
+
+def trial_points(session: Session, sel: TrialSelection, *, curves: bool = True) -> TrialPoints:
+    """The selected trials as columns, in completion order (end time, then sequence)."""
+    budget, partial = budget_column(), partial_column()
+    cols: list[Any] = [
+        Experiment.nni_id, Trial.trial_job_id, Trial.sequence_id, Trial.status, Trial.layers,
+        Trial.family, Trial.seed, Trial.val_error, Trial.test_error, Trial.best_epoch,
+        Trial.end_time, _raw_json(Trial.parameters), _raw_json(Trial.final_metrics),
+        budget if budget is not None else literal(None),
+        partial if partial is not None else literal(False),
+        _raw_json(Trial.intermediate) if curves else literal(None),
+    ]  # fmt: skip
+    q = (
+        select(*cols)
+        .join(Experiment, Trial.experiment_id == Experiment.id)
+        .where(*selection_conditions(session, sel))
+        .order_by(Trial.end_time.is_(None), Trial.end_time, Trial.sequence_id, Trial.id)
+    )
+    rows = session.execute(q).all()
+    n = len(rows)
+    columns = zip(*rows, strict=True) if rows else [()] * len(cols)
+    (nni_ids, jobs, seqs, statuses, layers, families, seeds, vals, tests, best_epochs, ends,
+     params, metrics, budgets, partials, inters) = columns  # fmt: skip
+    exp_index: dict[str, int] = {}
+    experiment = [exp_index.setdefault(e, len(exp_index)) for e in nni_ids]
+    lam: dict[str, list[float | None]] = {}
+    var_end: dict[str, list[float | None]] = {}
+    strength: list[float | None] = []
+    other: list[str] = []
+    for i in range(n):
+        lams, strg, oth = effective_strengths(_decoded(params[i]) or {}, families[i])
+        for k, v in lams.items():
+            col = lam.get(str(k))
+            if col is None:
+                col = lam[str(k)] = [None] * n
+            col[i] = v
+        strength.append(strg)
+        other.append(" ".join(f"{k}={_text_value(v)}" for k, v in sorted(oth.items())))
+        for key, value in (_decoded(metrics[i]) or {}).items():
+            layer = _var_end_layer(key)
+            if layer is not None:
+                if layer not in var_end:
+                    var_end[layer] = [None] * n
+                var_end[layer][i] = value
+    curve_lists = [_decoded(c) or [] for c in inters] if curves else [[] for _ in range(n)]
+    # model_construct: every value comes from typed columns; validating 10,000-long lists again
+    # would cost more than the query.
+    return TrialPoints.model_construct(
+        experiments=list(exp_index), experiment=experiment, trial=list(jobs),
+        sequence=list(seqs), status=list(statuses), layers=list(layers), family=list(families),
+        seed=list(seeds), budget=list(budgets),
+        partial=[bool(p) or s == "EARLY_STOPPED" for p, s in zip(partials, statuses, strict=True)],
+        val_error=list(vals), test_error=list(tests), best_epoch=list(best_epochs),
+        end_time=list(ends), lam=lam, strength=strength, other=other, var_end=var_end,
+        curves=curve_lists,
+    )  # fmt: skip
+
+
+def compare_groups(session: Session) -> list[CompareGroup]:
+    """(model, data set, budget) groups the compare page offers; budget only where stored."""
+    budget = budget_column()
+    bcol = budget if budget is not None else literal(None)
+    q = (
+        select(Trial.model, Trial.dataset, bcol, func.count())
+        .where(Trial.model.is_not(None), Trial.dataset.is_not(None))
+        .group_by(Trial.model, Trial.dataset, bcol)
+        .order_by(Trial.model, Trial.dataset, bcol)
+    )
+    return [
+        CompareGroup(model=m, dataset=d, budget=b, n_trials=n) for m, d, b, n in session.execute(q)
+    ]
+
+
+def compare_series(
+    session: Session, experiments: list[str], groups: list[str]
+) -> list[CompareSeries]:
+    """One series per experiment id and per ``model/dataset[/budget]`` group, in that order."""
+    out = []
+    for nni_id in experiments:
+        exp = get_experiment(session, nni_id)
+        label = f"{nni_id} ({exp.model or '?'}/{exp.dataset or '?'})"
+        pts = trial_points(session, TrialSelection(experiments=(nni_id,)), curves=False)
+        out.append(CompareSeries(label=label, key=nni_id, points=pts))
+    for key in groups:
+        parts = key.split("/", 2)
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise InvalidValue(f"group={key!r} is not model/dataset or model/dataset/budget")
+        model, dataset = parts[0], parts[1]
+        _require_model_dataset(session, model, dataset)
+        budgets = (parts[2],) if len(parts) == 3 else ()
+        if budgets and budget_column() is None:
+            raise InvalidValue(f"group={key!r}: budgets are not stored yet; use model/dataset")
+        sel = TrialSelection(model=model, dataset=dataset, budgets=budgets)
+        pts = trial_points(session, sel, curves=False)
+        out.append(CompareSeries(label=key, key=key, points=pts))
+    return out
+
+
+def require_model_dataset(session: Session, model: str, dataset: str) -> None:
+    """NotFound naming what is unknown when (model, dataset) has no trial."""
+    _require_model_dataset(session, model, dataset)

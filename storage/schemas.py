@@ -294,3 +294,85 @@ class ReportGroup(BaseModel):
 
 class PaperReport(BaseModel):
     groups: list[ReportGroup]
+
+
+# ---------------------------------------------------------------- results UI (issue 14)
+# The experiment and compare pages and the importance endpoint. Kept in one section so that the
+# storage work of other branches merges around it.
+
+
+class TrialPoints(BaseModel):
+    """Trials as columns (one entry per trial in every list, in completion order): what the
+    pages plot and tabulate. Columns keep a 10,000-trial page to a few MB and its JS to plain
+    array loops."""
+
+    experiments: list[str] = Field(description="NNI experiment ids; ``experiment`` indexes it")
+    experiment: list[int]
+    trial: list[str] = Field(description="NNI trial job id")
+    sequence: list[int | None]
+    status: list[str]
+    layers: list[str]
+    family: list[str] = Field(description="vanilla, nsr, or a baseline regularizer's name")
+    seed: list[int | None]
+    budget: list[str | None] = Field(description="epochs/lr/batch size, None where unknown")
+    partial: list[bool] = Field(description="stopped before its budget (early-stopped)")
+    val_error: list[float | None]
+    test_error: list[float | None]
+    best_epoch: list[int | None]
+    end_time: list[int | None] = Field(description="epoch milliseconds")
+    lam: dict[str, list[float | None]] = Field(
+        description="layer -> the λ that took effect on it (None: that layer not regularized)"
+    )
+    strength: list[float | None] = Field(
+        description="a baseline regularizer's strength (l1_weight, ...); None for NSR/vanilla"
+    )
+    other: list[str] = Field(description="other effective parameters, as 'key=value' text")
+    var_end: dict[str, list[float | None]] = Field(
+        description="layer -> intra-class variance at the end"
+    )
+    curves: list[list[float | None]] = Field(
+        description="validation error per epoch (empty when not asked for)"
+    )
+
+
+class ImportanceGroup(BaseModel):
+    scope: str = Field(description="'all trials', or the layer subset / regularizer scored")
+    family: str | None
+    layers: str | None
+    n_trials: int = Field(description="trials with a validation error in this scope")
+    importances: dict[str, float] = Field(
+        description="parameter -> importance (they sum to 1), largest first: "
+        "optuna.importance.get_param_importances"
+    )
+    raw: dict[str, float] = Field(
+        default_factory=dict,
+        description="the same before normalization (normalize=False): comparable across groups, "
+        "where a share of 1 may be a share of nothing",
+    )
+    note: str | None = Field(default=None, description="why there are no importances")
+
+
+class Importance(BaseModel):
+    method: str = Field(description="ped-anova or fanova (optuna.importance)")
+    n_trials: int
+    groups: list[ImportanceGroup] = Field(
+        description="all trials (layer subset, regularizer, seed, and PED-ANOVA's conditional λ), "
+        "then one group per regularized layer subset scoring only the λ that took effect"
+    )
+
+
+class CompareGroup(BaseModel):
+    model: str
+    dataset: str
+    budget: str | None
+    n_trials: int
+
+    @property
+    def key(self) -> str:
+        return "/".join([self.model, self.dataset] + ([self.budget] if self.budget else []))
+
+
+class CompareSeries(BaseModel):
+    label: str
+    key: str = Field(description="experiment id or model/dataset[/budget]")
+    points: TrialPoints

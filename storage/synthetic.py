@@ -4,8 +4,10 @@ the benchmark (a real NNI run takes minutes; ingest must be measured on thousand
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +52,18 @@ def _encode(value: Any) -> str:
 
 
 def synthetic_trial(
-    rng: random.Random, model: str, seq: int, epochs: int
+    rng: random.Random,
+    model: str,
+    seq: int,
+    epochs: int,
+    lambda_effect: Mapping[int, float] | None = None,
+    early_stopped: float = 0.0,
 ) -> tuple[dict[str, Any], list[float], Any, str]:
-    """(parameters, per-epoch val errors, final metric, status) of one plausible trial."""
+    """(parameters, per-epoch val errors, final metric, status) of one plausible trial.
+
+    ``lambda_effect`` {layer: c} adds c·(log10 λ)² to the error of trials that regularize that
+    layer (a λ that matters, best at λ = 1); ``early_stopped`` is the share of trials an
+    assessor stops halfway (no final metric). Both off by default: existing data stays as is."""
     layers_all = LAYERS.get(model, [2, 3, 4])
     choice = rng.choice(
         ["none"] + [str(k) for k in layers_all] + [f"{layers_all[-2]},{layers_all[-1]}"]
@@ -63,7 +74,12 @@ def synthetic_trial(
     params["seed"] = rng.choice([0, 1, 2])
     active = [] if choice == "none" else [int(x) for x in choice.split(",")]
     base = 20.0 - (1.5 if layers_all[-1] in active else 0.0)
+    for k, c in (lambda_effect or {}).items():
+        if k in active:
+            base += c * math.log10(params[f"lambda_{k}"]) ** 2
     curve = [base + 5.0 / (e + 1) + rng.random() for e in range(epochs)]
+    if early_stopped and rng.random() < early_stopped:
+        return params, curve[: max(1, epochs // 2)], None, "EARLY_STOPPED"
     best = min(range(epochs), key=curve.__getitem__)
     final: dict[str, Any] = {
         "default": curve[best], "test_error": curve[best] + rng.random(),
@@ -91,6 +107,8 @@ def write_nni_sqlite(
     epochs: int = 5,
     seed: int = 0,
     start_ms: int = 1_700_000_000_000,
+    lambda_effect: Mapping[int, float] | None = None,
+    early_stopped: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Write ``<path>`` as NNI would after running ``n_trials``; returns the trials written."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +134,9 @@ def write_nni_sqlite(
     t = start_ms
     for seq in range(n_trials):
         job = f"T{seq:05d}"
-        p, curve, final, status = synthetic_trial(rng, model, seq, epochs)
+        p, curve, final, status = synthetic_trial(
+            rng, model, seq, epochs, lambda_effect, early_stopped
+        )
         hp = json.dumps({"parameter_id": seq, "parameter_source": "algorithm",
                          "parameters": p, "parameter_index": 0})  # fmt: skip
         events.append((t, job, "WAITING", hp, None, seq, None, "local-env"))

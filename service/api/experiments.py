@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -7,19 +8,23 @@ from fastapi import APIRouter, Path, Query, Response
 from service.api.params import (
     Dataset,
     ExperimentTrialFilterDep,
+    ImportanceMethod,
     Limit,
     Model,
     Offset,
     SortOrder,
+    TrialSelectionDep,
 )
 from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, WriteAccess
-from storage import ingest, queries
+from storage import importance, ingest, queries
 from storage.queries import TrialSort
 from storage.schemas import (
     ExperimentDetail,
     ExperimentSummary,
+    Importance,
     Page,
     TrialDetail,
+    TrialPoints,
     TrialSummary,
 )
 
@@ -81,3 +86,28 @@ def delete_experiment(
         ingest.delete_experiment(session, nni_id)
     cache.invalidate()
     return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- results UI (issue 14)
+NniId = Annotated[str, Path(max_length=64, description="NNI experiment id")]
+
+
+@router.get("/{nni_id}/points", response_model=TrialPoints)
+async def experiment_points(cache: CacheDep, nni_id: NniId, where: TrialSelectionDep) -> Response:
+    """The experiment's trials as columns in completion order, with the λ that took effect and
+    the per-epoch curves: what the experiment page plots (and reloads while NNI runs)."""
+    sel = replace(where, experiments=(nni_id,))
+    return await cache.json(("points", sel), lambda s: queries.trial_points(s, sel))
+
+
+@router.get("/{nni_id}/importance", response_model=Importance)
+async def experiment_importance(
+    cache: CacheDep, nni_id: NniId, where: TrialSelectionDep, method: ImportanceMethod = "ped-anova"
+) -> Response:
+    """Hyperparameter importance of the (filtered) trials by ``optuna.importance`` on an
+    in-memory study of them: all trials, then each regularized layer subset. A λ counts only
+    in the trials that regularized its layer."""
+    sel = replace(where, experiments=(nni_id,))
+    return await cache.json(
+        ("importance", sel, method), lambda s: importance.importance(s, sel, method)
+    )

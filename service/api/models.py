@@ -4,20 +4,23 @@ rule, the verdict of vanilla vs NSR, confirmation runs and the warm-started next
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
 
-from service.api.params import GroupDep
+from service.api.params import DatasetP, GroupDep, ImportanceMethod, ModelP, TrialSelectionDep
 from service.confirmation_runner import start_confirmation
 from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, SettingsDep, WriteAccess
-from storage import queries
+from storage import importance, queries
 from storage.confirmation import MAX_SEEDS, MAX_TOP_K, confirmation_plan
 from storage.schemas import (
     BestConfig,
     BestLambdas,
     Comparison,
     ConfirmationStarted,
+    Importance,
     LayerRecommendation,
     ModelDataset,
     WarmStart,
@@ -111,3 +114,25 @@ async def confirm(
         return start_confirmation(plan, settings)
 
     return await asyncio.to_thread(plan_it)
+
+
+# ---------------------------------------------------------------- results UI (issue 14)
+
+
+@router.get("/{model}/{dataset}/importance", response_model=Importance)
+async def model_importance(
+    cache: CacheDep,
+    model: ModelP,
+    dataset: DatasetP,
+    where: TrialSelectionDep,
+    method: ImportanceMethod = "ped-anova",
+) -> Response:
+    """Hyperparameter importance over every experiment of (model, data set), filtered like the
+    experiment's (``budget`` keeps results comparable)."""
+    sel = replace(where, model=model, dataset=dataset)
+
+    def compute(s: Session) -> Importance:
+        queries.require_model_dataset(s, model, dataset)
+        return importance.importance(s, sel, method)
+
+    return await cache.json(("importance", sel, method), compute)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query
+from pydantic import StringConstraints
 
-from storage.queries import MAX_LIMIT, MAX_OFFSET, Group, TrialFilter
+from storage.queries import MAX_LIMIT, MAX_OFFSET, Group, TrialFilter, TrialSelection
 
 TrialStatus = Literal[
     "WAITING", "RUNNING", "SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED",
@@ -69,3 +70,39 @@ def model_group(
 TrialFilterDep = Annotated[TrialFilter, Depends(trial_filter)]
 GroupDep = Annotated[Group, Depends(model_group)]
 ExperimentTrialFilterDep = Annotated[TrialFilter, Depends(experiment_trial_filter)]
+
+
+# ---------------------------------------------------------------- results UI (issue 14)
+# Item types of the repeatable filters (a constraint on the Query would apply to the list).
+FamilyItem = Annotated[str, StringConstraints(max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+LayersItem = Annotated[str, StringConstraints(max_length=128, pattern=r"^(none|\d+(,\d+)*)$")]
+BudgetItem = Annotated[str, StringConstraints(max_length=128)]
+
+
+def trial_selection(
+    status: Annotated[list[TrialStatus], Query(description="any of these statuses")] = [],  # noqa: B006 - FastAPI copies defaults
+    layers: Annotated[
+        list[LayersItem], Query(description="any of these layer subsets ('none' or '3,4')")
+    ] = [],  # noqa: B006
+    regularizer: Annotated[
+        list[FamilyItem], Query(description="any of these families: vanilla, nsr, l1, ...")
+    ] = [],  # noqa: B006
+    budget: Annotated[
+        list[BudgetItem], Query(description="any of these budgets ('epochs=15 lr=0.1')")
+    ] = [],  # noqa: B006
+    min_error: Annotated[float | None, Query(ge=0, le=1e9, description="val error % ≥")] = None,
+    max_error: Annotated[float | None, Query(ge=0, le=1e9, description="val error % ≤")] = None,
+) -> TrialSelection:
+    """The results pages' filters, as query parameters (repeat one for "any of")."""
+    return TrialSelection(
+        statuses=tuple(status), layers=tuple(layers), families=tuple(regularizer),
+        budgets=tuple(budget), min_error=min_error, max_error=max_error,
+    )  # fmt: skip
+
+
+TrialSelectionDep = Annotated[TrialSelection, Depends(trial_selection)]
+ImportanceMethod = Annotated[
+    Literal["ped-anova", "fanova"],
+    Query(description="optuna.importance evaluator: PED-ANOVA (fast, scores each λ where it "
+          "took effect) or fANOVA (random forest; only parameters every trial has)"),
+]  # fmt: skip

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from pydantic import BaseModel, StringConstraints
 
 from service.api.params import GroupDep
-from service.deps import SessionDep
+from service.deps import CacheDep, DbDep, SessionDep, SettingsDep
 from service.report import cell_text
+from service.settings import Settings
 from storage import queries
+from storage.errors import StorageError
+from storage.nni_reader import read_registry
 from storage.report import paper_report
+from storage.schemas import ExperimentDetail
 from trials import contract
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -42,9 +48,14 @@ templates.env.filters["num"] = _fmt_num
 
 
 def _json_for_script(value: Any) -> Markup:
+    if isinstance(value, BaseModel):
+        return _escape_for_script(value.model_dump_json())  # pydantic's encoder, ~10x json's
+    return _escape_for_script(json.dumps(value, separators=(",", ":")))
+
+
+def _escape_for_script(text: str) -> Markup:
     # Inside <script> the HTML parser decodes no entities, so escape only what could end the
     # element early; trial parameters are user data.
-    text = json.dumps(value, separators=(",", ":"))
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
@@ -80,13 +91,76 @@ def experiments_page(request: Request, session: SessionDep) -> HTMLResponse:
 
 
 @router.get("/experiments/{nni_id}", response_class=HTMLResponse)
-def experiment_page(request: Request, session: SessionDep, nni_id: str) -> HTMLResponse:
-    exp = queries.get_experiment(session, nni_id)
-    trials = queries.list_trials(session, queries.TrialFilter(experiment=nni_id), limit=1000)
-    plots = queries.experiment_plot_data(session, nni_id)
-    return templates.TemplateResponse(
-        request, "experiment.html", {"exp": exp, "trials": trials, "plots": plots}
+async def experiment_page(
+    request: Request, db: DbDep, cache: CacheDep, settings: SettingsDep, nni_id: str
+) -> HTMLResponse:
+    def experiment() -> ExperimentDetail:
+        with db.session_scope() as s:
+            return queries.get_experiment(s, nni_id)
+
+    exp = await asyncio.to_thread(experiment)  # a 404 names an unknown id before any work
+    # The trial columns (MBs at 10,000 trials) are cached per data version: a reload or a
+    # second reader pays only the template.
+    # The same cache entry as GET /api/experiments/{id}/points, which the page polls.
+    sel = queries.TrialSelection(experiments=(nni_id,))
+    points = await cache.bytes(
+        ("points", sel), lambda s: queries.trial_points(s, sel).model_dump_json().encode()
     )
+    ctx = {
+        "exp": exp,
+        "points_json": _escape_for_script(points.decode()),
+        "budgets_stored": queries.budget_column() is not None,
+        "sync_errors": _sync_errors(request, nni_id),
+        "nni_ui": _nni_ui_url(request, settings, exp.nni_id, exp.status),
+        # While the manager runs, the page fetches the trials again (NNI's own UI does too).
+        "refresh_ms": int(settings.ui_refresh_seconds * 1000) if exp.status != "STOPPED" else 0,
+    }
+    return templates.TemplateResponse(request, "experiment.html", ctx)
+
+
+def _sync_errors(request: Request, nni_id: str) -> list[str]:
+    """What the last sync pass could not read of this experiment (its errors are
+    "<id>: <why>")."""
+    last = request.app.state.syncer.last
+    prefix = f"{nni_id}: "
+    return [e[len(prefix) :] for e in (last.errors if last else []) if e.startswith(prefix)]
+
+
+def _nni_ui_url(request: Request, settings: Settings, nni_id: str, status: str) -> str | None:
+    """NNI's own web UI while its manager runs (any status but STOPPED): the port is in NNI's
+    registry, the host is the one this page was asked on (NNI serves beside the service)."""
+    if status == "STOPPED":
+        return None
+    try:
+        entries = read_registry(settings.nni_dir)
+    except StorageError:
+        return None
+    entry = next((e for e in entries if e.nni_id == nni_id), None)
+    if entry is None or entry.port is None:
+        return None
+    prefix = f"/{entry.prefix_url.strip('/')}" if entry.prefix_url else ""
+    return f"http://{request.url.hostname}:{entry.port}{prefix}/"
+
+
+Key = Annotated[str, StringConstraints(max_length=300)]
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    session: SessionDep,
+    experiment: Annotated[list[Key], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    group: Annotated[list[Key], Query()] = [],  # noqa: B006
+) -> HTMLResponse:
+    """Experiments and (model, data set, budget) groups side by side."""
+    series = queries.compare_series(session, experiment, group)
+    ctx = {
+        "series": series,
+        "experiments": queries.list_experiments(session, limit=1000).items,
+        "groups": queries.compare_groups(session),
+        "chosen": set(experiment) | set(group),
+    }
+    return templates.TemplateResponse(request, "compare.html", ctx)
 
 
 @router.get("/models/{model}/{dataset}", response_class=HTMLResponse)

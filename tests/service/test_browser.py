@@ -70,17 +70,22 @@ def test_pages_show_rows_and_plots(server, tmp_path):
 
         page.click("text=expA")
         page.wait_for_url(f"{server}/experiments/expA")
-        assert page.locator("#trials tbody tr").count() == 80
-        for plot in ("plot-lambda", "plot-variance", "plot-curves"):
+        page.wait_for_selector("body[data-rendered]", timeout=60_000)
+        # The table is paged (50 rows) and says how many trials there are.
+        assert page.locator("#trials tbody tr").count() == 50
+        assert "(1–50 of 80 shown)" in page.locator("#table-range").inner_text()
+        for plot in ("plot-history", "plot-slice", "plot-curves", "plot-variance"):
             page.wait_for_selector(f"#{plot} .main-svg", timeout=20_000)
-        assert page.locator("#plot-lambda .scatterlayer .trace").count() == 3  # layers 2, 3, 4
-        # Sorting: click "Val error %" twice → descending; the first row has the largest.
-        header = page.locator("#trials th", has_text="Val error %")
-        header.click()
-        header.click()
-        cells = page.locator("#trials tbody tr td:nth-child(6)").all_inner_texts()
+        assert page.locator("#plot-slice .scatterlayer .trace").count() == 3  # layers 2, 3, 4
+        # Sorted by validation error; a click on "Val error %" turns it descending, over all
+        # 80 trials (not only the page shown).
+        page.locator("#trials th", has_text="Val error %").click()
+        cells = page.locator("#trials tbody tr td:nth-child(7)").all_inner_texts()
         values = [float(c) for c in cells if c.strip()]
         assert values == sorted(values, reverse=True)
+        worst = {"sort": "val_error", "order": "desc", "limit": 1}
+        best = httpx.get(f"{server}/api/experiments/expA/trials", params=worst).json()
+        assert values[0] == pytest.approx(best["items"][0]["val_error"], abs=1e-3)
         page.screenshot(path=tmp_path / "experiment.png", full_page=True)
 
         page.goto(f"{server}/models/mlp4/digits")

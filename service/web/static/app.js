@@ -26,32 +26,46 @@ function makeSortable(table) {
   });
 }
 
-function experimentPlots(data) {
-  const lam = Object.entries(data.lambda).map(([layer, p]) => ({
-    x: p.lam, y: p.val_error, text: p.text, mode: "markers", type: "scatter", name: "layer " + layer,
-  }));
-  Plotly.newPlot("plot-lambda", lam, {
-    title: { text: "Validation error vs λ" }, xaxis: { type: "log", title: { text: "λ (log)" } },
-    yaxis: { title: { text: "validation error %" } }, margin: { t: 40 },
-  }, { responsive: true });
-  const variance = [];
-  for (const [family, s] of Object.entries(data.variance)) {
-    variance.push({ x: s.layer, y: s.var_end, type: "box", name: family + " (end)", boxpoints: "all", jitter: 0.3 });
+// Shared by every plot. The title sits top left in its own margin and the toolbar (modebar) top
+// right, trimmed to a few buttons: a centred title used to sit under the toolbar, unreadable.
+const GL_FROM = 2000;  // WebGL traces (scattergl) past this many points
+const PLOT_CONFIG = {
+  responsive: true, displaylogo: false,
+  modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines",
+    "hoverClosestCartesian", "hoverCompareCartesian", "zoomIn2d", "zoomOut2d"],
+};
+
+function plotLayout(title, extra = {}) {
+  return {
+    title: { text: title, x: 0, xref: "paper", xanchor: "left", y: 1, yref: "container", yanchor: "top",
+             pad: { t: 10 }, font: { size: 15 } },
+    margin: { t: 64, r: 20, l: 60, b: 40 },
+    // Below the x axis title, not on it.
+    legend: { orientation: "h", x: 0, y: -0.3, yanchor: "top" },
+    ...extra,
+  };
+}
+
+// Numbers as the server's templates write them (service/web/pages.py, _fmt_num).
+function fmtNum(v, digits = 3) {
+  if (v === null || v === undefined) return "";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-2 || a >= 1e4) ? v.toPrecision(digits) : v.toFixed(digits);
+}
+
+// What took effect in trial i of a TrialPoints: λ of the regularized layers, a baseline's
+// strength, other searched parameters. The λ of other layers changed nothing and are not shown.
+function effectiveText(P, i) {
+  const parts = [];
+  for (const k of Object.keys(P.lam).sort((a, b) => a - b)) {
+    const lam = P.lam[k][i];
+    if (lam !== null) parts.push("λ" + k + "=" + fmtNum(lam, 4));
   }
-  const init = Object.values(data.variance)[0];
-  if (init) variance.push({ x: init.layer, y: init.var_init, type: "box", name: "at init" });
-  Plotly.newPlot("plot-variance", variance, {
-    title: { text: "Intra-class variance per layer" }, boxmode: "group",
-    xaxis: { title: { text: "layer" }, type: "category" }, yaxis: { title: { text: "variance" } }, margin: { t: 40 },
-  }, { responsive: true });
-  const curves = data.curves.map((c) => ({
-    x: c.curve.map((_, i) => i + 1), y: c.curve, mode: "lines+markers", type: "scatter",
-    name: c.trial + " (layers " + c.layers + ")",
-  }));
-  Plotly.newPlot("plot-curves", curves, {
-    title: { text: "Validation error per epoch, best trials" },
-    xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: "validation error %" } }, margin: { t: 40 },
-  }, { responsive: true });
+  if (P.strength[i] !== null) parts.push(P.family[i] + " strength=" + fmtNum(P.strength[i], 4));
+  if (P.other[i]) parts.push(P.other[i]);
+  return parts.join(" ");
 }
 
 function recommendationPlot(rec) {
@@ -61,11 +75,10 @@ function recommendationPlot(rec) {
   Plotly.newPlot("plot-recommendation", [
     { ...v, type: "bar", name: "mean variance (vanilla)" },
     { ...e, type: "scatter", mode: "markers", marker: { size: 12 }, name: "best val error %", yaxis: "y2" },
-  ], {
-    title: { text: "Variance (paper's rule) and achieved error per layer" },
+  ], plotLayout("Variance (paper's rule) and achieved error per layer", {
     yaxis: { title: { text: "intra-class variance" } },
-    yaxis2: { title: { text: "val error %" }, overlaying: "y", side: "right" }, margin: { t: 40 }, legend: { orientation: "h", y: -0.15 },
-  }, { responsive: true });
+    yaxis2: { title: { text: "val error %" }, overlaying: "y", side: "right" }, margin: { t: 64, r: 60, l: 60, b: 50 },
+  }), PLOT_CONFIG);
 }
 
 // The model page's "confirm" buttons: POST from the page (same origin), show what started, or
@@ -116,8 +129,6 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("confirm-form");
   if (form) confirmForm(form);
   document.querySelectorAll("table.sortable").forEach(makeSortable);
-  const plotData = document.getElementById("plot-data");
-  if (plotData) experimentPlots(JSON.parse(plotData.textContent));
   const recData = document.getElementById("rec-data");
   if (recData) recommendationPlot(JSON.parse(recData.textContent));
 });
