@@ -254,16 +254,19 @@ def test_compare_page_overlays_experiments_and_groups(settings):
         assert firsts == ids
         page.screenshot(path=OUTPUT / "compare-experiments.png", full_page=True)
 
-        # Groups picked in the form: (model, data set) overlaid.
+        # Groups picked in the form: (model, data set, budget) overlaid.
         page.goto(f"{base}/compare")
-        page.check("input[name=group][value='mlp4/digits']")
-        page.check("input[name=group][value='mlp6/mnist']")
+        keys = []
+        for prefix in ("mlp4/digits/", "mlp6/mnist/"):
+            box = page.locator(f"input[name=group][value^='{prefix}']").first
+            keys.append(box.get_attribute("value"))
+            box.check()
         page.click("#pick button[type=submit]")
-        page.wait_for_url(f"{base}/compare?group={quote('mlp4/digits', safe='')}"
-                          f"&group={quote('mlp6/mnist', safe='')}")  # fmt: skip
+        page.wait_for_url(f"{base}/compare?group={quote(keys[0], safe='')}"
+                          f"&group={quote(keys[1], safe='')}")  # fmt: skip
         page.wait_for_selector("#plot-best .main-svg")
         names = [t["name"] for t in plot_data(page, "plot-best")]
-        assert names == ["mlp4/digits", "mlp6/mnist"]
+        assert names == keys
         counts = [len(t["x"]) for t in plot_data(page, "plot-best")]
         listed = json.loads(page.locator("#compare-data").text_content())
         assert counts == [sum(v is not None for v in s["points"]["val_error"]) for s in listed]

@@ -175,7 +175,8 @@
     const frag = document.createDocumentFragment();
     for (const i of shown) {
       const tr = document.createElement("tr");
-      tr.className = "status-" + P.status[i].toLowerCase() + (P.partial[i] ? " partial" : "");
+      tr.className = "status-" + P.status[i].toLowerCase() +
+        (P.partial[i] && P.status[i] !== "FAILED" ? " partial" : "");
       const cells = [
         null, P.sequence[i], P.status[i] + (P.partial[i] && P.status[i] !== "EARLY_STOPPED" ? " (partial)" : ""),
         P.layers[i], P.family[i], P.seed[i], fmt(P.val_error[i]), fmt(P.test_error[i]),
@@ -341,8 +342,12 @@
       }
       return { x, y, text };
     };
-    const finished = withCurve.filter((i) => !P.partial[i] && !bestSet.has(i));
-    const stopped = withCurve.filter((i) => P.partial[i]);
+    // Stopped early: NNI's assessor ended it, or it ran fewer epochs than its budget. A failed or
+    // running trial is partial too, but it was not stopped for being bad.
+    const stoppedEarly = (i) => P.status[i] === "EARLY_STOPPED" ||
+      (P.partial[i] && P.status[i] === "SUCCEEDED");
+    const finished = withCurve.filter((i) => !stoppedEarly(i) && !bestSet.has(i));
+    const stopped = withCurve.filter(stoppedEarly);
     const traces = [
       { ...joined(finished), type, mode: "lines", name: "trials (" + finished.length + ")",
         line: { color: "rgba(120,144,156,0.35)", width: 1 }, hovertemplate: "%{text} epoch %{x}: %{y:.3f}%<extra></extra>" },
