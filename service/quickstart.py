@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr, ValidationError
 
 from service.settings import Settings, data_dir
 
@@ -39,8 +40,12 @@ class QuickstartError(Exception):
     pass
 
 
-def http_json(url: str, method: str = "GET", timeout: float = 10.0) -> Any:
+def http_json(
+    url: str, method: str = "GET", timeout: float = 10.0, token: SecretStr | None = None
+) -> Any:
     request = urllib.request.Request(url, method=method)
+    if token is not None:  # the service started with NSR_API_TOKEN: writes need it
+        request.add_header("Authorization", f"Bearer {token.get_secret_value()}")
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -223,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
         print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
-        report = http_json(f"{base}/api/sync", method="POST", timeout=120)
+        report = http_json(
+            f"{base}/api/sync", method="POST", timeout=120, token=settings.api_token
+        )
         print(sync_line(report), flush=True)
         for line in summary(base, model, dataset):
             print(line)
@@ -238,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if status == "DONE" else 1
     except QuickstartError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"error: bad setting NSR_{where.upper()}: {first['msg']}", file=sys.stderr)
         return 2
     except urllib.error.HTTPError as exc:
         print(f"error: {exc.url} answered {exc.code}: {exc.read()[:300]!r}", file=sys.stderr)

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
+from storage.limits import fit_experiment_rows
 from storage.models import DataVersion, Experiment, Trial, TrialLayer
 from storage.nni_reader import RawExperiment
 from storage.parse import parse_experiment
@@ -40,8 +41,9 @@ def current_stamp(session: Session, nni_id: str) -> tuple[str | None, str | None
 
 def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
     parsed = parse_experiment(raw)
+    # What the columns cannot hold (PostgreSQL's ranges and lengths) is made to fit or refused.
+    exp_row, parsed_trials = fit_experiment_rows(parsed.row, parsed.trials)
     result = IngestResult(nni_id=raw.nni_id)
-    exp_row = parsed.row
     existing = session.execute(
         select(Experiment.id, Experiment.fingerprint, Experiment.source_stamp).where(
             Experiment.nni_id == raw.nni_id
@@ -69,7 +71,7 @@ def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
     new: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     changed: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = []
     seen: set[str] = set()
-    for trial, layers in parsed.trials:
+    for trial, layers in parsed_trials:
         job = trial["trial_job_id"]
         if job in seen:  # NNI never repeats a job id; if a source does, the first one wins
             continue

@@ -68,7 +68,7 @@ def decode_metric(text: Any) -> Any:
             break
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested beyond ~1000 levels
             break
     return value
 
@@ -76,7 +76,10 @@ def decode_metric(text: Any) -> Any:
 def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond a double
+        return None
     return f if math.isfinite(f) else None
 
 
@@ -187,7 +190,7 @@ def parse_trial(raw: RawTrial, cmd: CommandInfo) -> tuple[dict[str, Any], list[d
     seed_value = params.get("seed", cmd.seed if cmd.seed is not None else 0)
     try:
         seed: int | None = int(seed_value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         seed = None
     regularizer = params.get("regularizer")
 
