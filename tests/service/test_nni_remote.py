@@ -8,6 +8,7 @@ gives the validation error it reported."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -33,7 +34,10 @@ COMMAND_PARAMS = {"model": "mlp4", "dataset": "digits", "epochs": 2, "lr": 0.1, 
 @pytest.fixture
 def sshd(tmp_path):
     if not SSHD.exists() or shutil.which("ssh-keygen") is None:
-        pytest.fail("openssh-server is missing (.ci/run installs it: apt-get install openssh-server)")
+        why = "openssh-server is missing (.ci/run installs it: apt-get install openssh-server)"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(why)
+        pytest.skip(why)
     server = SSHServer(root=tmp_path / "ssh", home=tmp_path / "worker-home")
     server.start()
     yield server
