@@ -140,6 +140,18 @@ def _hyper_parameters(text: str | None) -> dict[str, Any] | None:
     return clean_json(value) if isinstance(value, dict) else None
 
 
+def _text_commands(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its trial command as text whatever the file holds there (the command is
+    parsed for --model/--dataset/--seed; NNI itself only accepts a string)."""
+    if "trialCommand" in config and not isinstance(config["trialCommand"], str | None):
+        config = {**config, "trialCommand": json.dumps(config["trialCommand"], default=str)}
+    trial = config.get("trial")
+    if isinstance(trial, dict) and not isinstance(trial.get("command"), str | None):
+        command = json.dumps(trial["command"], default=str)
+        config = {**config, "trial": {**trial, "command": command}}
+    return config
+
+
 def _parameters_of(hparam: dict[str, Any] | None) -> dict[str, Any]:
     if not hparam:
         return {}
@@ -263,13 +275,15 @@ def read_sqlite(
     entry: RegistryEntry | None = None,
     *,
     immutable: bool | None = None,
-    seconds: float = READ_SECONDS,
+    seconds: float | None = None,
 ) -> RawExperiment:
     """An experiment from its nni.sqlite, opened read-only; the file is not trusted.
 
     ``immutable`` (default: when there is no write-ahead log beside the file, i.e. NNI is not
-    writing it) opens it without locks or side files; ``seconds`` bounds the whole read.
+    writing it) opens it without locks or side files; ``seconds`` (default ``READ_SECONDS``)
+    bounds the whole read.
     """
+    seconds = READ_SECONDS if seconds is None else seconds
     if not db_path.exists():
         raise SourceError(f"no NNI database at {db_path}")
     if immutable is None:
@@ -315,7 +329,7 @@ def read_sqlite(
     nni_id = entry.nni_id if entry else db_path.parent.parent.name
     start = end = None
     if profile is not None:
-        config = _hyper_parameters(_text(profile[0])) or {}
+        config = _text_commands(_hyper_parameters(_text(profile[0])) or {})
         nni_id = _text(profile[1]) or nni_id
         start, end = _int_or_none(profile[2]), _int_or_none(profile[3])
 
@@ -442,6 +456,7 @@ def read_rest(entry: RegistryEntry, status: str, timeout: float = 10.0) -> RawEx
     )  # fmt: skip
     reconcile_parameters(trials, sets)
     config = profile.get("params") or {}
+    config = _text_commands(config) if isinstance(config, dict) else {}
     return RawExperiment(
         nni_id=profile.get("id") or entry.nni_id,
         name=config.get("experimentName") or entry.name,

@@ -21,7 +21,6 @@ from storage.ingest import IngestResult, current_stamp, ingest_experiment
 from storage.limits import clean_text
 from storage.models import SyncError
 from storage.nni_reader import (
-    READ_SECONDS,
     RegistryEntry,
     experiment_db_path,
     read_registry,
@@ -40,13 +39,17 @@ _NNI_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_ERROR_CHARS = 2000
 
 
+def _check_id(nni_id: str) -> None:
+    if not _NNI_ID.match(nni_id):
+        raise InvalidValue(
+            f"experiment id {nni_id[:80]!r} is not an NNI experiment id (letters, digits, '-', "
+            "'_'; at most 64)"
+        )
+
+
 def sync_entry(db: Database, entry: RegistryEntry, nni_dir: Path) -> IngestResult | None:
     """Ingest one registry entry; None when it is a stopped experiment that did not change."""
-    if not _NNI_ID.match(entry.nni_id):
-        raise InvalidValue(
-            f"registry id {entry.nni_id[:80]!r} is not an NNI experiment id (letters, digits, "
-            "'-', '_'; at most 64)"
-        )
+    _check_id(entry.nni_id)
     status = rest_alive(entry) if entry.status != "STOPPED" else None
     if status is not None:
         raw = read_rest(entry, status)
@@ -60,6 +63,7 @@ def sync_entry(db: Database, entry: RegistryEntry, nni_dir: Path) -> IngestResul
         raw = read_sqlite(path, entry)
         # The manager is gone: whatever the registry last said, the experiment is not running.
         raw.status = "STOPPED"
+    _check_id(raw.nni_id)
     with db.session_scope() as s:
         result = ingest_experiment(s, raw)
         clear_sync_error(s, entry.nni_id)
@@ -134,7 +138,7 @@ def ingest_sqlite_file(db: Database, path: Path) -> IngestResult:
         return ingest_experiment(s, raw)
 
 
-def import_nni_sqlite(db: Database, path: Path, seconds: float = READ_SECONDS) -> IngestResult:
+def import_nni_sqlite(db: Database, path: Path, seconds: float | None = None) -> IngestResult:
     """Ingest a file that claims to be an NNI experiment database (an upload, untrusted): unlike
     ``ingest_sqlite_file`` it must name its experiment itself, since its path says nothing. Any
     problem with the file is an ``InvalidValue`` naming it."""
@@ -144,11 +148,7 @@ def import_nni_sqlite(db: Database, path: Path, seconds: float = READ_SECONDS) -
         raise InvalidValue(f"not a readable NNI experiment database: {exc}") from exc
     if not raw.config or raw.nni_id == Path(path).parent.parent.name:
         raise InvalidValue("not an NNI experiment database: it has no ExperimentProfile")
-    if not _NNI_ID.match(raw.nni_id):
-        raise InvalidValue(
-            f"experiment id {raw.nni_id[:80]!r} is not an NNI experiment id (letters, digits, "
-            "'-', '_'; at most 64)"
-        )
+    _check_id(raw.nni_id)
     raw.status = "STOPPED"
     try:
         with db.session_scope() as s:
