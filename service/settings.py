@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
@@ -74,6 +76,20 @@ class Settings(BaseSettings):
         # `NSR_API_TOKEN=` in an env file means "unset", not "the empty string is the token".
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_placeholder_password(cls, value: str) -> str:
+        try:
+            password = make_url(value).password
+        except ArgumentError:
+            return value  # the engine names the problem when it is created
+        if password is not None and PLACEHOLDER.search(str(password)):
+            raise ValueError(
+                "the database password is a placeholder (like .env.example's POSTGRES_PASSWORD):"
+                " set a real one"
+            )
         return value
 
     @field_validator("api_token")
