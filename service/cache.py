@@ -57,7 +57,7 @@ class ResponseCache:
                 return Response(hit[1], media_type="application/json")
 
         def run() -> bytes:
-            with self.db.session_scope() as s:
+            with self.db.session_scope(snapshot=True) as s:
                 return compute(s).model_dump_json().encode()
 
         body = await asyncio.to_thread(run)

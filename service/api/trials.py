@@ -56,7 +56,7 @@ def export_trials_csv(db: DbDep, where: TrialFilterDep) -> StreamingResponse:
     # The session lives as long as the download: rows are read a batch at a time while the
     # response streams (a dependency's session would be closed before the body is sent).
     stack = ExitStack()
-    session = stack.enter_context(db.session_scope())
+    session = stack.enter_context(db.session_scope(snapshot=True))
     try:
         header, rows = queries.iter_trials_csv_rows(session, where)  # NotFound: a 404 here
     except BaseException:

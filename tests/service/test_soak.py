@@ -40,8 +40,9 @@ def test_soak_20_readers_and_writers_while_syncing_a_running_experiment(tmp_path
     env = dict(os.environ, PYTHONPATH=str(ROOT), NSR_NNI_DIR=str(exp.nni_dir),
                NSR_DATABASE_URL=db_url,
                NSR_SYNC_INTERVAL="1", NSR_PORT=str(port))  # fmt: skip
+    log = tmp_path / "server.log"
     server = subprocess.Popen([sys.executable, "-m", "service", "serve"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                              stdout=subprocess.DEVNULL, stderr=log.open("w"))  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         api = httpx.Client(base_url=base, timeout=30)
@@ -153,7 +154,7 @@ def test_soak_20_readers_and_writers_while_syncing_a_running_experiment(tmp_path
           f"and 3 writers ({dict(sorted(writes.items()))}) in {SECONDS:.0f} s, "
           f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {len(errors)}; trials in the service "
           f"{trials_at_start} -> {trials_at_end} during the soak, {stored['total']} at the end")
-    assert errors == [], errors[:10]
+    assert errors == [], f"{errors[:10]}\nservice log:\n{log.read_text()[-6000:]}"
     assert writes["sync 200"] > 0 and writes["import 200"] > 0 and writes["delete 204"] > 0
     assert len(latencies) > CLIENTS * 10
     # The sync really ran under load: trials arrived while the readers read.
