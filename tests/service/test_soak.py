@@ -54,7 +54,10 @@ def test_soak_20_readers_and_writers_while_syncing_a_running_experiment(tmp_path
                 return False
 
         # Readers start once the first trial is in, so every answer exists (200) from then on.
-        wait_for(has_a_result, 240, "the first finished trial in the service")
+        try:
+            wait_for(has_a_result, 240, "the first finished trial in the service")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nservice log:\n{log.read_text()[-6000:]}") from None
         trials_at_start = api.get(f"/api/experiments/{exp.id}").json()["n_trials"]
         paths = [
             "/api/experiments", f"/api/experiments/{exp.id}",
