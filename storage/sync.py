@@ -90,6 +90,15 @@ def record_sync_error(db: Database, nni_id: str, message: str) -> None:
         log.warning("could not record the sync error of %s: %s", nni_id, exc)
 
 
+def _forget_errors_of_others(db: Database, listed: set[str]) -> None:
+    """Sync errors of experiments no longer in the registry (nnictl experiment delete) go."""
+    try:
+        with db.session_scope() as s:
+            s.execute(delete(SyncError).where(SyncError.nni_id.not_in(listed)))
+    except StorageError as exc:
+        log.warning("could not prune sync errors: %s", exc)
+
+
 def clear_sync_error(session: Session, nni_id: str) -> None:
     session.execute(delete(SyncError).where(SyncError.nni_id == nni_id))
 
@@ -106,8 +115,10 @@ def sync_all(db: Database, nni_dir: Path) -> SyncReport:
         entries = read_registry(nni_dir)
     except Exception as exc:  # noqa: BLE001 - a broken registry is reported, never a 500
         report.errors.append(describe(exc))
-        entries = []
-    for entry in entries:
+        entries = None
+    if entries is not None:
+        _forget_errors_of_others(db, {clean_text(e.nni_id, 64) for e in entries})
+    for entry in entries or []:
         try:
             result = sync_entry(db, entry, nni_dir)
         except Exception as exc:  # noqa: BLE001 - one experiment never stops the pass

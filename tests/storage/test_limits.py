@@ -116,6 +116,14 @@ def test_a_failing_experiment_is_recorded_and_the_next_one_ingested(db, tmp_path
     with db.session_scope() as s:
         assert list_sync_errors(s) == []
         assert list_experiments(s).total == 2
+    # An experiment that left the registry takes its sync error with it.
+    (nni_dir / "aBad" / "db" / "nni.sqlite").write_bytes(b"broken")
+    write_registry(nni_dir, {"aBad": {}, "zGood": {}})
+    assert len(sync_all(db, nni_dir).errors) == 1
+    write_registry(nni_dir, {"zGood": {}})
+    assert sync_all(db, nni_dir).errors == []
+    with db.session_scope() as s:
+        assert list_sync_errors(s) == []
 
 
 def test_an_unexpected_exception_is_recorded_too(db, tmp_path, monkeypatch):
