@@ -12,12 +12,14 @@ parameters (JSON) keep the raw value for whoever looks. Only an identity that ca
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, Float, Integer, String, Table, Text
 
 from storage.errors import InvalidValue
@@ -54,9 +56,18 @@ def _short_repr(value: Any, limit: int = 200) -> str:
 
 
 def clean_json(value: Any, depth: int = 0) -> Any:
-    """A JSON value every back end stores and reads back: finite floats (others as text, like
-    ``parse._json_safe``), ints within 64 bits (larger ones as their digits), clean strings, at
-    most ``MAX_JSON_DEPTH`` levels (deeper parts as shortened text)."""
+    """A JSON value every back end stores and reads back: ints within 64 bits (larger ones as
+    their digits), strings without lone surrogates, at most ``MAX_JSON_DEPTH`` levels (deeper
+    parts as shortened text), non-finite floats as text (like ``parse._json_safe``).
+
+    What orjson serializes as it is (no int beyond 64 bits, no surrogate, at most 255 levels)
+    is returned unchanged: the common case, checked in C, since this runs on every trial."""
+    if depth == 0 and isinstance(value, dict | list):
+        try:
+            orjson.dumps(value)
+            return value
+        except (orjson.JSONEncodeError, TypeError):
+            pass
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -78,48 +89,74 @@ def clean_json(value: Any, depth: int = 0) -> Any:
     return clean_text(str(value), MAX_JSON_STRING)
 
 
-def _fit(table: Table, column: str, value: Any) -> Any:
-    col = table.c[column]
-    ctype = col.type
-    if value is None:
+Checker = Callable[[Any], Any]
+
+
+def _int_checker(name: str, lo: int, hi: int, nullable: bool) -> Checker:
+    def check(value: Any) -> Any:
+        if value is None or (type(value) is int and lo <= value <= hi):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
+            return int(value)
+        if not nullable:
+            raise InvalidValue(f"{name}={_short_repr(value)} is out of range: allowed integers "
+                               f"{lo}..{hi}")  # fmt: skip
         return None
-    if isinstance(ctype, Integer):  # BigInteger is a subclass: test it first
-        lo, hi = INT64 if isinstance(ctype, BigInteger) else INT32
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            if not col.nullable:
-                raise InvalidValue(
-                    f"{table.name}.{column}={_short_repr(value)} is out of range: "
-                    f"allowed integers {lo}..{hi}"
-                )
-            return None
+
+    return check
+
+
+def _float_checker(value: Any) -> Any:
+    if value is None or (type(value) is float and math.isfinite(value)):
         return value
-    if isinstance(ctype, Float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond a double
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _text_checker(column: str, max_len: int | None) -> Checker:
+    def check(value: Any) -> Any:
+        if value is None:
             return None
-        try:
-            f = float(value)
-        except OverflowError:  # an int beyond a double
-            return None
-        return f if math.isfinite(f) else None
-    if isinstance(ctype, String | Text):  # Text is a String; String(n) has a length
         text = value if isinstance(value, str) else str(value)
-        max_len = getattr(ctype, "length", None)
-        if column in KEY_COLUMNS and max_len is not None and len(text) > max_len:
-            raise InvalidValue(
-                f"{column} {_short_repr(text, 80)} is {len(text)} characters long: "
-                f"at most {max_len} allowed"
-            )
-        if column in KEY_COLUMNS and _BAD_CHARS.search(text):
-            raise InvalidValue(f"{column} {_short_repr(text, 80)} holds NUL or unpaired surrogates")
+        if column in KEY_COLUMNS:
+            if max_len is not None and len(text) > max_len:
+                raise InvalidValue(f"{column} {_short_repr(text, 80)} is {len(text)} characters "
+                                   f"long: at most {max_len} allowed")  # fmt: skip
+            if _BAD_CHARS.search(text):
+                raise InvalidValue(f"{column} {_short_repr(text, 80)} holds NUL or unpaired "
+                                   "surrogates")  # fmt: skip
         return clean_text(text, max_len)
-    if isinstance(ctype, JSON):
-        return clean_json(value)
-    return value
+
+    return check
+
+
+@functools.cache
+def _checkers(table: Table) -> dict[str, Checker]:
+    """Per column of ``table``, what makes a value fit it (from the column's type)."""
+    out: dict[str, Checker] = {}
+    for col in table.columns:
+        ctype = col.type
+        if isinstance(ctype, Integer):  # BigInteger is a subclass
+            lo, hi = INT64 if isinstance(ctype, BigInteger) else INT32
+            out[col.name] = _int_checker(f"{table.name}.{col.name}", lo, hi, bool(col.nullable))
+        elif isinstance(ctype, Float):
+            out[col.name] = _float_checker
+        elif isinstance(ctype, String | Text):  # Text is a String; String(n) has a length
+            out[col.name] = _text_checker(col.name, getattr(ctype, "length", None))
+        elif isinstance(ctype, JSON):
+            out[col.name] = clean_json
+    return out
 
 
 def fit_row(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     """``row`` with each value made to fit its column of ``table`` (see the module doc)."""
-    return {k: _fit(table, k, v) if k in table.c else v for k, v in row.items()}
+    checks = _checkers(table)
+    return {k: check(v) if (check := checks.get(k)) is not None else v for k, v in row.items()}
 
 
 def fit_experiment_rows(

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +131,7 @@ def source_stamp(db_path: Path) -> str | None:
 
 
 def _hyper_parameters(text: str | None) -> dict[str, Any] | None:
-    if not text or not text.strip():
+    if not isinstance(text, str) or not text.strip():
         return None
     try:
         value = json.loads(text)
@@ -243,22 +243,22 @@ def _check_schema(conn: sqlite3.Connection, db_path: Path) -> None:
             raise SourceError(f"{db_path}: {table} lacks columns {sorted(missing)}")
 
 
-def _rows(conn: sqlite3.Connection, sql: str, cap: int, what: str) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``sql`` streamed (never fetchall), at most ``cap``, no value over
-    ``MAX_VALUE_BYTES``."""
-    cur = conn.execute(sql)
-    n = 0
-    while batch := cur.fetchmany(1000):
-        for row in batch:
-            n += 1
-            if n > cap:
-                raise SourceError(f"more than {cap} rows in {what}: not read (the limit is {cap})")
-            for v in row:
-                if isinstance(v, str | bytes) and len(v) > MAX_VALUE_BYTES:
-                    raise SourceError(
-                        f"a value of {len(v)} bytes in {what}: at most {MAX_VALUE_BYTES} allowed"
-                    )
-            yield row
+def _as_text(column: str) -> str:
+    """SQL for a column NNI declares as text, as text whatever the file holds in it (done by
+    SQLite: a Python conversion per value cost a third of the read)."""
+    return (f"CASE typeof({column}) WHEN 'text' THEN {column} WHEN 'null' THEN NULL "
+            f"WHEN 'blob' THEN 'x' || hex({column}) ELSE CAST({column} AS TEXT) END")  # fmt: skip
+
+
+def _check_size(conn: sqlite3.Connection, table: str, columns: list[str], cap: int) -> None:
+    """At most ``cap`` rows, no value over ``MAX_VALUE_BYTES``: checked by one scan in SQLite
+    before any row is read into Python."""
+    longest = ", ".join(f"coalesce(length({c}), 0)" for c in columns)
+    n, size = conn.execute(f"SELECT count(*), max(max({longest}, 0)) FROM {table}").fetchone()
+    if n > cap:
+        raise SourceError(f"{n} rows in {table}: at most {cap} are read")
+    if size is not None and size > MAX_VALUE_BYTES:
+        raise SourceError(f"a value of {size} bytes in {table}: at most {MAX_VALUE_BYTES} allowed")
 
 
 def _text(value: Any) -> str | None:
@@ -310,12 +310,21 @@ def read_sqlite(
             isinstance(v, str | bytes) and len(v) > MAX_VALUE_BYTES for v in profile
         ):
             raise SourceError(f"ExperimentProfile value over {MAX_VALUE_BYTES} bytes in {db_path}")
-        events = _rows(conn, "SELECT trialJobId, event, data, sequenceId, timestamp "
-                       "FROM TrialJobEvent ORDER BY rowid", MAX_EVENT_ROWS, "TrialJobEvent")
+        _check_size(conn, "TrialJobEvent", ["trialJobId", "event", "data"], MAX_EVENT_ROWS)
+        _check_size(conn, "MetricData", ["trialJobId", "parameterId", "type", "data"],
+                    MAX_METRIC_ROWS)  # fmt: skip
+        # Rows are streamed from the cursor, never fetched whole.
+        events = conn.execute(
+            f"SELECT {_as_text('trialJobId')}, {_as_text('event')}, {_as_text('data')}, "
+            "sequenceId, timestamp FROM TrialJobEvent ORDER BY rowid"
+        )
         _replay_events(events, trials, sets)
-        metrics = _rows(conn, "SELECT trialJobId, parameterId, type, sequence, data "
-                        "FROM MetricData ORDER BY rowid", MAX_METRIC_ROWS, "MetricData")
-        _attach_metrics(trials, ((_text(j), p, _text(t), s, _text(d)) for j, p, t, s, d in metrics))
+        # Metrics as stored (the bulk of the file: no per-value conversion): a job id that is
+        # not text matches no trial, and parse keeps a metric that is not text as raw data.
+        metrics = conn.execute(
+            "SELECT trialJobId, parameterId, type, sequence, data FROM MetricData ORDER BY rowid"
+        )
+        _attach_metrics(trials, metrics)
     except sqlite3.OperationalError as exc:
         if time.monotonic() > deadline:
             raise SourceError(f"reading {db_path} took over {seconds:.0f} s: stopped") from exc
@@ -353,7 +362,6 @@ def _replay_events(
 ) -> None:
     """NNI's replay of TrialJobEvent rows (``getTrialJobsByReplayEvents``), in arrival order."""
     for job_id, event, data, seq_id, ts in events:
-        job_id, event = _text(job_id), _text(event)
         if not job_id:
             continue
         trial = trials.get(job_id)
@@ -375,7 +383,7 @@ def _replay_events(
             trial.status = "WAITING"
         elif event != "ADD_HYPERPARAMETER":
             trial.status = event or "UNKNOWN"
-        hparam = _hyper_parameters(_text(data))
+        hparam = _hyper_parameters(data)
         if hparam is not None:
             _start_with(trial, hparam, sets)
         if trial.sequence_id is None:
