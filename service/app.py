@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from service import docs, errors
 from service.api import router as api_router
 from service.cache import ResponseCache
+from service.guard import BrowserGuard
 from service.settings import Settings
 from service.sync import Syncer
 from service.web import mount as mount_web
@@ -24,6 +26,10 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
     db.migrate()
     cache = ResponseCache(db)
     syncer = Syncer(db, settings.nni_dir, on_change=cache.invalidate)
+    # Imports get their own thread, one at a time: a slow upload never takes the threads that
+    # the background sync and the cached answers run in. (Not shut down with the lifespan: the
+    # thread starts at the first import and an app may serve again after a lifespan ended.)
+    importer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsr-import")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,10 +53,13 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
         docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(BrowserGuard, trusted_hosts=settings.trusted_hosts)
     app.state.settings = settings
     app.state.db = db
     app.state.syncer = syncer
     app.state.cache = cache
+    app.state.importer = importer
+    app.state.import_lock = asyncio.Lock()
     errors.install(app)
     app.include_router(api_router)
     docs.install(app)

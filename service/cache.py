@@ -71,7 +71,7 @@ class ResponseCache:
                 return hit[1]
 
         def run() -> bytes:
-            with self.db.session_scope() as s:
+            with self.db.session_scope(snapshot=True) as s:
                 return compute(s)
 
         body = await asyncio.to_thread(run)

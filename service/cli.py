@@ -108,10 +108,17 @@ def run(args: argparse.Namespace) -> int:
 
         from service.app import create_app
 
-        app = create_app(settings)
         if settings.open_to_network:
-            print(f"warning: listening on {settings.host} without NSR_API_TOKEN: anyone who can "
-                  "reach this port may sync, import and delete", file=sys.stderr)  # fmt: skip
+            if not settings.allow_open_bind:
+                print(f"error: refusing to listen on {settings.host} without NSR_API_TOKEN: anyone "
+                      "who can reach the port could sync, import and delete. Set NSR_API_TOKEN "
+                      "(at least 16 characters), bind 127.0.0.1 (NSR_HOST), or accept it with "
+                      "NSR_ALLOW_OPEN_BIND=true", file=sys.stderr)  # fmt: skip
+                return 2
+            print(f"warning: listening on {settings.host} without NSR_API_TOKEN "
+                  "(NSR_ALLOW_OPEN_BIND): anyone who can reach this port may sync, import and "
+                  "delete", file=sys.stderr)  # fmt: skip
+        app = create_app(settings)
         print(f"nsr-search service on http://{settings.host}:{settings.port}/", flush=True)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
         return 0
@@ -186,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        print(f"error: bad setting {where} (NSR_{where.upper()}): {first['msg']}", file=sys.stderr)
+        msg = first["msg"].removeprefix("Value error, ")
+        print(f"error: bad setting {where} (NSR_{where.upper()}): {msg}", file=sys.stderr)
         return 2
     except StorageError as exc:
         # Driver messages span lines; the CLI promise is one line.

@@ -29,7 +29,8 @@ async def get_cache(request: Request) -> ResponseCache:
 
 
 def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
-    with db.session_scope() as session:
+    # Routes that take a session only read: one snapshot per request.
+    with db.session_scope(snapshot=True) as session:
         yield session
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr, ValidationError
 
 from service.settings import Settings, data_dir
 from trials import contract
@@ -43,12 +44,12 @@ class QuickstartError(Exception):
     pass
 
 
-def http_json(url: str, method: str = "GET", timeout: float = 10.0) -> Any:
-    headers = {}
-    token = os.environ.get("NSR_API_TOKEN", "").strip()
-    if token and method != "GET":  # the service asks writes for its token when it has one
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, method=method, headers=headers)
+def http_json(
+    url: str, method: str = "GET", timeout: float = 10.0, token: SecretStr | None = None
+) -> Any:
+    request = urllib.request.Request(url, method=method)
+    if token is not None:  # the service started with NSR_API_TOKEN: writes need it
+        request.add_header("Authorization", f"Bearer {token.get_secret_value()}")
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -228,12 +229,15 @@ def summary(base: str, model: str, dataset: str) -> list[str]:
     return lines
 
 
-def confirm(group: str, base: str, top: int, seeds: int, timeout: float) -> str:
+def confirm(
+    group: str, base: str, top: int, seeds: int, timeout: float, token: SecretStr | None
+) -> str:
     """Start the confirmation experiment through the service, follow it, sync."""
     started = time.monotonic()
     answer = http_json(
-        f"{group}/confirm?top_k={top}&seeds={seeds}&start=true", method="POST", timeout=200
-    )
+        f"{group}/confirm?top_k={top}&seeds={seeds}&start=true", method="POST", timeout=200,
+        token=token,
+    )  # fmt: skip
     plan = answer["plan"]
     port = int(answer["nni_url"].rstrip("/").rsplit(":", 1)[1])
     print(
@@ -243,7 +247,8 @@ def confirm(group: str, base: str, top: int, seeds: int, timeout: float) -> str:
     )
     status = follow(answer["nni_id"], port, plan["n_trials"], timeout)
     print(f"confirmation {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
-    print(sync_line(http_json(f"{base}/api/sync", method="POST", timeout=120)), flush=True)
+    report = http_json(f"{base}/api/sync", method="POST", timeout=120, token=token)
+    print(sync_line(report), flush=True)
     return status
 
 
@@ -286,13 +291,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
         print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
-        report = http_json(f"{base}/api/sync", method="POST", timeout=120)
+        report = http_json(
+            f"{base}/api/sync", method="POST", timeout=120, token=settings.api_token
+        )
         print(sync_line(report), flush=True)
         for line in summary(base, model, dataset):
             print(line)
         group = f"{base}/api/models/{model}/{dataset}"
         if args.confirm_top > 0 and status == "DONE":
-            status = confirm(group, base, args.confirm_top, args.confirm_seeds, args.timeout)
+            status = confirm(
+                group, base, args.confirm_top, args.confirm_seeds, args.timeout,
+                settings.api_token,
+            )  # fmt: skip
         for line in verdict_lines(http_json(f"{group}/compare")):
             print(line)
         print(
@@ -306,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if status == "DONE" else 1
     except QuickstartError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"error: bad setting NSR_{where.upper()}: {first['msg']}", file=sys.stderr)
         return 2
     except urllib.error.HTTPError as exc:
         print(f"error: {exc.url} answered {exc.code}: {exc.read()[:300]!r}", file=sys.stderr)

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
+MIN_TOKEN_CHARS = 16
+# The values of .env.example and other obvious stand-ins: a token anyone can guess.
+PLACEHOLDER = re.compile(r"change[-_ ]?me|changeme|placeholder|your[-_ ]?token|^(x+|token|secret)$",
+                         re.IGNORECASE)  # fmt: skip
 
 
 def data_dir() -> Path:
@@ -41,9 +51,24 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None,
         description="when set, every write (POST /api/sync, POST /api/import, "
-        "DELETE /api/experiments/<id>) needs 'Authorization: Bearer <token>'",
+        f"DELETE /api/experiments/<id>) needs 'Authorization: Bearer <token>'; at least "
+        f"{MIN_TOKEN_CHARS} characters, not a placeholder",
     )
-    max_import_mb: int = Field(default=1024, ge=1, description="largest nni.sqlite upload")
+    allow_open_bind: bool = Field(
+        default=False,
+        description="let `serve` listen beyond loopback without NSR_API_TOKEN (anyone who "
+        "reaches it may then sync, import and delete); refused otherwise",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="comma-separated host names the service answers to besides the loopback "
+        "ones (127.0.0.1, localhost, ::1) and NSR_HOST: a request whose Host header names "
+        "another is refused (DNS rebinding); '*' answers to any",
+    )
+    max_import_mb: int = Field(default=64, ge=1, description="largest nni.sqlite upload")
+    import_seconds: float = Field(
+        default=60.0, gt=0, description="longest time one nni.sqlite upload may take to read"
+    )
     ui_refresh_seconds: float = Field(
         default=10.0, ge=0, description="how often an open experiment page reloads its trials "
         "while NNI's manager runs; 0 turns it off",
@@ -57,7 +82,51 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _no_placeholder_password(cls, value: str) -> str:
+        try:
+            password = make_url(value).password
+        except ArgumentError:
+            return value  # the engine names the problem when it is created
+        if password is not None and PLACEHOLDER.search(str(password)):
+            raise ValueError(
+                "the database password is a placeholder (like .env.example's POSTGRES_PASSWORD):"
+                " set a real one"
+            )
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _real_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if PLACEHOLDER.search(token):
+            raise ValueError(
+                "NSR_API_TOKEN is a placeholder (like .env.example's): set a random one, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if len(token.strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"NSR_API_TOKEN has {len(token.strip())} characters: at least "
+                f"{MIN_TOKEN_CHARS} needed (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`)"
+            )
+        return value
+
     @property
     def open_to_network(self) -> bool:
         """Bound beyond loopback without a write token: anyone who can reach it may write."""
-        return self.api_token is None and self.host not in {"127.0.0.1", "localhost", "::1"}
+        return self.api_token is None and self.host not in LOOPBACK_NAMES
+
+    @property
+    def trusted_hosts(self) -> set[str]:
+        """Host names (no port) that requests may address; empty set = any."""
+        extra = {h.strip().lower().strip("[]") for h in self.allowed_hosts.split(",") if h.strip()}
+        if "*" in extra:
+            return set()
+        hosts = set(LOOPBACK_NAMES) | extra
+        if self.host not in WILDCARD_BINDS:
+            hosts.add(self.host.lower().strip("[]"))
+        return hosts

@@ -14,10 +14,16 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.errors import Conflict, StorageError, StorageUnavailable
+from storage.errors import Conflict, InvalidValue, StorageError, StorageUnavailable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -26,9 +32,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the web server read while a sync writes; busy_timeout makes a writer wait for
     # another writer instead of failing at once; foreign keys are off by default in SQLite.
+    # busy_timeout first: switching a fresh file to WAL takes a lock that a second process
+    # opening it at the same moment must wait for, not fail on.
+    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -91,10 +99,20 @@ class Database:
         migrate(self.engine)
 
     @contextmanager
-    def session_scope(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on any error."""
+    def session_scope(self, *, snapshot: bool = False) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any error.
+
+        ``snapshot``: every query of the session sees the database as of its first one (an
+        answer built from several queries is never half before and half after a concurrent
+        write: one such mix was a 500). PostgreSQL: REPEATABLE READ; SQLite: an explicit BEGIN,
+        since its driver runs each SELECT outside any transaction. For reads."""
         session = self.sessions()
         try:
+            if snapshot:
+                if self.engine.dialect.name == "sqlite":
+                    session.connection().exec_driver_sql("BEGIN")
+                else:
+                    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
             session.commit()
         except StorageError:
@@ -103,6 +121,11 @@ class Database:
         except IntegrityError as exc:
             session.rollback()
             raise Conflict(f"conflicting write: {exc.orig}") from exc
+        except DataError as exc:
+            # A value the column cannot hold (PostgreSQL: out of range, too long): the request's
+            # fault, not the database's.
+            session.rollback()
+            raise InvalidValue(f"value not storable: {' '.join(str(exc.orig).split())}") from exc
         except (OperationalError, DBAPIError) as exc:
             session.rollback()
             raise StorageUnavailable(f"database error: {exc.orig}") from exc

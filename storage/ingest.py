@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
+from storage.limits import fit_experiment_rows
 from storage.models import DataVersion, Experiment, Trial, TrialLayer
 from storage.nni_reader import RawExperiment
 from storage.parse import parse_experiment
@@ -38,10 +39,25 @@ def current_stamp(session: Session, nni_id: str) -> tuple[str | None, str | None
     return (row[0], row[1]) if row else None
 
 
+def lock_experiment(session: Session, nni_id: str) -> None:
+    """Serialize the writers of one experiment (sync, import, delete) until the transaction
+    ends: an import that read "stored" and then wrote trials under an experiment that a delete
+    had just removed failed on its foreign key (found by the soak test with writers).
+    PostgreSQL: a transaction-scoped advisory lock on the id; SQLite: its write lock, taken now
+    by a write that changes nothing (SQLite has one writer at a time, so that is enough)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": nni_id})
+    else:
+        session.execute(update(DataVersion).where(DataVersion.id == 1).values(
+            version=DataVersion.version))  # fmt: skip
+
+
 def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
+    lock_experiment(session, raw.nni_id)
     parsed = parse_experiment(raw)
+    # What the columns cannot hold (PostgreSQL's ranges and lengths) is made to fit or refused.
+    exp_row, parsed_trials = fit_experiment_rows(parsed.row, parsed.trials)
     result = IngestResult(nni_id=raw.nni_id)
-    exp_row = parsed.row
     existing = session.execute(
         select(Experiment.id, Experiment.fingerprint, Experiment.source_stamp).where(
             Experiment.nni_id == raw.nni_id
@@ -69,7 +85,7 @@ def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
     new: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     changed: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = []
     seen: set[str] = set()
-    for trial, layers in parsed.trials:
+    for trial, layers in parsed_trials:
         job = trial["trial_job_id"]
         if job in seen:  # NNI never repeats a job id; if a source does, the first one wins
             continue
@@ -121,6 +137,7 @@ def delete_experiment(session: Session, nni_id: str) -> int:
     """Delete a stored experiment with its trials and layer rows (foreign keys cascade); returns
     how many trials went. NNI's own files are untouched, so a sync that still finds the
     experiment in NNI's registry ingests it again."""
+    lock_experiment(session, nni_id)
     exp_id = session.scalar(select(Experiment.id).where(Experiment.nni_id == nni_id))
     if exp_id is None:
         raise NotFound(f"experiment {nni_id!r} is not in the database")

@@ -84,7 +84,8 @@ class Trial(Base):
         ForeignKey("experiments.id", ondelete="CASCADE"), index=True
     )
     trial_job_id: Mapped[str] = mapped_column(String(64))
-    sequence_id: Mapped[int | None] = mapped_column(Integer)
+    # 64-bit: NNI allows any integer a JSON number holds there (a seed ≥ 2**31 is legal).
+    sequence_id: Mapped[int | None] = mapped_column(BigInteger)
     model: Mapped[str | None] = mapped_column(String(64))
     dataset: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
@@ -106,10 +107,10 @@ class Trial(Base):
     # or "unknown" (unparseable layers): what compare and the layer rankings select on.
     family: Mapped[str] = mapped_column(String(32))
     regularizer: Mapped[str | None] = mapped_column(String(32))
-    seed: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
     val_error: Mapped[float | None] = mapped_column(Float)  # final "default"
     test_error: Mapped[float | None] = mapped_column(Float)
-    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    best_epoch: Mapped[int | None] = mapped_column(BigInteger)
     epoch_seconds: Mapped[float | None] = mapped_column(Float)
     final_metrics: Mapped[dict[str, float] | None] = mapped_column(JSON)
     # What NNI held when the final metric is not the expected dict (a bare float, junk, ...).
@@ -158,3 +159,14 @@ class DataVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class SyncError(Base):
+    """The last failure of each experiment the sync could not read or store (NNI id as the
+    registry or the file names it). A later pass that ingests the experiment removes its row."""
+
+    __tablename__ = "sync_errors"
+
+    nni_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message: Mapped[str] = mapped_column(Text)
+    at: Mapped[int] = mapped_column(BigInteger)  # epoch milliseconds

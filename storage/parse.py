@@ -74,7 +74,7 @@ def decode_metric(text: Any) -> Any:
             break
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested beyond ~1000 levels
             break
     return value
 

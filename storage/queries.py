@@ -14,7 +14,7 @@ from sqlalchemy import Select, Text, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from storage.errors import InvalidValue, NotFound
-from storage.models import DataVersion, Experiment, Trial, TrialLayer
+from storage.models import DataVersion, Experiment, SyncError, Trial, TrialLayer
 from storage.parse import effective_parameters, parse_layers
 from storage.schemas import (
     WINNERS_CURSE,
@@ -35,6 +35,7 @@ from storage.schemas import (
     LayerVariance,
     ModelDataset,
     Page,
+    SyncErrorItem,
     TrialDetail,
     TrialPoints,
     TrialSummary,
@@ -100,8 +101,22 @@ def list_experiments(
         .offset(offset)
     ).all()
     stats = _experiment_stats(session, [r.id for r in rows])
-    items = [_experiment_summary(r, stats.get(r.id)) for r in rows]
+    errors = _sync_errors(session, [r.nni_id for r in rows])
+    items = [_experiment_summary(r, stats.get(r.id), errors.get(r.nni_id)) for r in rows]
     return Page[ExperimentSummary](total=total, limit=limit, offset=offset, items=items)
+
+
+def _sync_errors(session: Session, nni_ids: list[str]) -> dict[str, str]:
+    if not nni_ids:
+        return {}
+    q = select(SyncError.nni_id, SyncError.message).where(SyncError.nni_id.in_(nni_ids))
+    return {k: m for k, m in session.execute(q)}
+
+
+def list_sync_errors(session: Session) -> list[SyncErrorItem]:
+    """Every experiment whose last sync failed (stored or not), newest failure first."""
+    rows = session.scalars(select(SyncError).order_by(SyncError.at.desc(), SyncError.nni_id))
+    return [SyncErrorItem(nni_id=r.nni_id, message=r.message, at=r.at) for r in rows]
 
 
 def _experiment_stats(session: Session, ids: list[int]) -> dict[int, tuple[int, int, float | None]]:
@@ -122,7 +137,7 @@ def _experiment_stats(session: Session, ids: list[int]) -> dict[int, tuple[int, 
 
 
 def _experiment_summary(
-    e: Experiment, stats: tuple[int, int, float | None] | None
+    e: Experiment, stats: tuple[int, int, float | None] | None, sync_error: str | None = None
 ) -> ExperimentSummary:
     n, ok, best = stats or (0, 0, None)
     return ExperimentSummary(
@@ -139,6 +154,7 @@ def _experiment_summary(
         n_trials=n,
         n_succeeded=ok,
         best_val_error=best,
+        sync_error=sync_error,
     )
 
 
@@ -146,7 +162,9 @@ def get_experiment(session: Session, nni_id: str) -> ExperimentDetail:
     e = session.scalar(select(Experiment).where(Experiment.nni_id == nni_id))
     if e is None:
         raise NotFound(f"unknown experiment {nni_id!r}")
-    summary = _experiment_summary(e, _experiment_stats(session, [e.id]).get(e.id))
+    summary = _experiment_summary(
+        e, _experiment_stats(session, [e.id]).get(e.id), _sync_errors(session, [nni_id]).get(nni_id)
+    )
     return ExperimentDetail(
         **summary.model_dump(), trial_command=e.trial_command, search_space=e.search_space
     )
@@ -263,27 +281,47 @@ def list_trials(
     return Page[TrialSummary](total=total, limit=limit, offset=offset, items=items)
 
 
+# Columns of a CSV export beyond the fixed ones: parameter and metric keys are the files' own, so
+# a hostile experiment could name millions; past this many the rest are left out.
+MAX_CSV_KEYS = 1000
+_CSV_BATCH = 1000
+
+
 def iter_trials_csv_rows(
     session: Session, where: TrialFilter = TrialFilter()
 ) -> tuple[list[str], Iterator[list[Any]]]:
-    """Header and rows for a CSV export: fixed columns, then one per parameter and metric key."""
-    q = _trials_query(session, where).order_by(Trial.id)
-    rows = session.execute(q).all()
-    param_keys = sorted({k for t, _ in rows for k in (t.parameters or {})})
-    metric_keys = sorted({k for t, _ in rows for k in (t.final_metrics or {})})
-    fixed = ["experiment", "trial_job_id", "model", "dataset", "status", "layers", "seed", "budget"]
+    """Header and rows for a CSV export: fixed columns, then one per parameter and metric key.
+
+    Memory stays bounded whatever the number of trials: the header comes from a first streamed
+    pass over the parameters and metrics only, the rows from a second streamed query, read
+    ``_CSV_BATCH`` at a time while the caller consumes them (keep ``session`` open until then).
+    """
+    q = _trials_query(session, where)
+    param_keys: set[str] = set()
+    metric_keys: set[str] = set()
+    keys_q = q.with_only_columns(Trial.parameters, Trial.final_metrics)
+    for params, metrics in session.execute(keys_q.execution_options(yield_per=_CSV_BATCH)):
+        if len(param_keys) < MAX_CSV_KEYS:
+            param_keys.update(list(params or {})[: MAX_CSV_KEYS - len(param_keys)])
+        if len(metric_keys) < MAX_CSV_KEYS:
+            metric_keys.update(list(metrics or {})[: MAX_CSV_KEYS - len(metric_keys)])
+    pk, mk = sorted(param_keys), sorted(metric_keys)
+    fixed = ["experiment", "trial_job_id", "model", "dataset", "status", "layers", "seed",
+             "budget"]
     fixed += ["val_error", "test_error", "best_epoch", "final_raw"]
-    header = fixed + [f"param.{k}" for k in param_keys] + [f"metric.{k}" for k in metric_keys]
+    header = fixed + [f"param.{k}" for k in pk] + [f"metric.{k}" for k in mk]
 
     def gen() -> Iterator[list[Any]]:
+        rows = session.execute(q.order_by(Trial.id).execution_options(yield_per=_CSV_BATCH))
         for t, nni_id in rows:
             params, metrics = t.parameters or {}, t.final_metrics or {}
             yield [
                 nni_id, t.trial_job_id, t.model, t.dataset, t.status, t.layers, t.seed, t.budget,
                 t.val_error, t.test_error, t.best_epoch, t.final_raw,
-                *[params.get(k) for k in param_keys],
-                *[metrics.get(k) for k in metric_keys],
+                *[params.get(k) for k in pk],
+                *[metrics.get(k) for k in mk],
             ]  # fmt: skip
+            session.expunge(t)  # the identity map would otherwise keep every trial read
 
     return header, gen()
 

@@ -30,6 +30,9 @@ class ExperimentSummary(BaseModel):
     n_trials: int
     n_succeeded: int
     best_val_error: float | None
+    sync_error: str | None = Field(
+        default=None, description="why the last sync could not update it (None: it could)"
+    )
 
 
 class ExperimentDetail(ExperimentSummary):
@@ -214,6 +217,12 @@ class SyncReport(BaseModel):
     unchanged: int
     errors: list[str]
     seconds: float
+
+
+class SyncErrorItem(BaseModel):
+    nni_id: str = Field(description="NNI experiment id, as the registry or the file names it")
+    message: str
+    at: int = Field(description="epoch milliseconds of the failed attempt")
 
 
 class ImportReport(BaseModel):

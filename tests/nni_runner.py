@@ -115,3 +115,90 @@ def tiny_config(max_trials: int = 3, epochs: int = 2, concurrency: int = 2) -> d
         "tuner": {"name": "Random", "classArgs": {"seed": 3}},
         "trainingService": {"platform": "local"},
     }
+
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+@dataclass
+class SSHServer:
+    """A throwaway ``sshd`` on 127.0.0.1: its own host key, one client key, the current user.
+
+    The sessions it starts get ``HOME=home`` (sshd's ``SetEnv`` overrides the account's home), so
+    NNI's remote training service keeps its files there and never in the real home directory;
+    ``PIP_NO_INDEX`` keeps the worker set-up (NNI runs ``pip install nni --upgrade`` on every
+    worker) from reaching for an index: the worker's NNI is the one installed here.
+    """
+
+    root: Path
+    home: Path
+    port: int = 0
+    user: str = ""
+    process: Any = None
+
+    @property
+    def key_file(self) -> Path:
+        return self.root / "client_key"
+
+    def start(self, timeout: float = 20.0) -> None:
+        import getpass
+        import subprocess
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.user = getpass.getuser()
+        self.port = free_port()
+        for name in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nsr-test",
+                            "-f", str(self.root / name)], check=True)  # fmt: skip
+        (self.root / "authorized_keys").write_text((self.root / "client_key.pub").read_text())
+        # sshd refuses to start as root without its privilege-separation directory.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True) if os.geteuid() == 0 else None
+        cache = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+        config = f"""
+Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {self.root / 'host_key'}
+PidFile {self.root / 'sshd.pid'}
+AuthorizedKeysFile {self.root / 'authorized_keys'}
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowUsers {self.user}
+SetEnv HOME={self.home} XDG_CACHE_HOME={cache} PIP_NO_INDEX=1 PYTHONDONTWRITEBYTECODE=1
+Subsystem sftp internal-sftp
+"""
+        (self.root / "sshd_config").write_text(config)
+        self.process = subprocess.Popen(
+            [str(SSHD), "-D", "-e", "-f", str(self.root / "sshd_config")],
+            stdout=subprocess.DEVNULL, stderr=(self.root / "sshd.log").open("w"),
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sshd exited: {(self.root / 'sshd.log').read_text()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"sshd did not listen on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def remote_config(ssh: SSHServer, python_bin: Path, **kw: Any) -> dict[str, Any]:
+    """``tiny_config`` on NNI's remote training service: one machine, this test's sshd."""
+    config = tiny_config(**kw)
+    config["experimentName"] = "nsr-test-remote"
+    config["nniManagerIp"] = "127.0.0.1"
+    config["trainingService"] = {
+        "platform": "remote",
+        "machineList": [{"host": "127.0.0.1", "port": ssh.port, "user": ssh.user,
+                         "sshKeyFile": str(ssh.key_file), "pythonPath": str(python_bin)}],
+    }  # fmt: skip
+    return config

@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from service.api.params import Limit, Offset, SortOrder, TrialFilterDep
-from service.deps import SessionDep
+from service.deps import DbDep, SessionDep
 from storage import queries
 from storage.queries import TrialSort
 from storage.schemas import Page, TrialSummary
@@ -31,27 +34,47 @@ def list_trials(
     )
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text
+# cells get a leading apostrophe, which spreadsheets show as text and do not evaluate (OWASP).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: Any) -> Any:
+    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+        return "'" + cell
+    if isinstance(cell, dict | list):  # a JSON parameter value: its text, neutralised too
+        return neutralise(json.dumps(cell))
+    return cell
+
+
 @router.get(
     "/trials.csv",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "one row per trial"}},
 )
-def export_trials_csv(session: SessionDep, where: TrialFilterDep) -> StreamingResponse:
-    header, rows = queries.iter_trials_csv_rows(session, where)
-    # Rows are materialized by the query before the session closes; this only formats them.
-    rows = list(rows)
+def export_trials_csv(db: DbDep, where: TrialFilterDep) -> StreamingResponse:
+    # The session lives as long as the download: rows are read a batch at a time while the
+    # response streams (a dependency's session would be closed before the body is sent).
+    stack = ExitStack()
+    session = stack.enter_context(db.session_scope(snapshot=True))
+    try:
+        header, rows = queries.iter_trials_csv_rows(session, where)  # NotFound: a 404 here
+    except BaseException:
+        stack.close()
+        raise
 
     def lines() -> Iterator[str]:
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(header)
-        for i, row in enumerate(rows, 1):
-            writer.writerow(row)
-            if i % 1000 == 0:
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
-        yield buf.getvalue()
+        with stack:
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            writer.writerow([neutralise(h) for h in header])
+            for i, row in enumerate(rows, 1):
+                writer.writerow([neutralise(c) for c in row])
+                if i % 1000 == 0:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+            yield buf.getvalue()
 
     # Header values must be latin-1 and quote-free: any other character of a user-given filter
     # made this a 500 (found by schemathesis), so the file name keeps only safe characters.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,10 +49,26 @@ templates.env.filters["time"] = _fmt_time
 templates.env.filters["num"] = _fmt_num
 
 
+def _finite_only(value: Any) -> Any:
+    """``value`` with NaN and ±inf as null: JSON has no such numbers, and one of them made
+    JSON.parse (and so every plot of the page) fail."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_only(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_only(v) for v in value]
+    return value
+
+
 def _json_for_script(value: Any) -> Markup:
     if isinstance(value, BaseModel):
-        return _escape_for_script(value.model_dump_json())  # pydantic's encoder, ~10x json's
-    return _escape_for_script(json.dumps(value, separators=(",", ":")))
+        # pydantic's encoder (~10x json's) writes NaN and ±inf as null.
+        return _escape_for_script(value.model_dump_json())
+    # allow_nan=False: a non-finite number that slipped past _finite_only is a bug to see, not
+    # a broken page.
+    text = json.dumps(_finite_only(value), separators=(",", ":"), allow_nan=False)
+    return _escape_for_script(text)
 
 
 def _escape_for_script(text: str) -> Markup:
@@ -77,6 +95,14 @@ def _without_lambdas(params: dict[str, Any]) -> dict[str, Any]:
 templates.env.filters["lambdas"] = _lambdas
 templates.env.filters["without_lambdas"] = _without_lambdas
 
+
+def _path_segment(value: Any) -> str:
+    # Ids and names come from NNI's files: a '/', '?', '#' or '%' in one must not change the link.
+    return urllib.parse.quote(str(value), safe="")
+
+
+templates.env.filters["seg"] = _path_segment
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -84,9 +110,10 @@ router = APIRouter(include_in_schema=False)
 def experiments_page(request: Request, session: SessionDep) -> HTMLResponse:
     page = queries.list_experiments(session, limit=1000)
     models = queries.list_models(session)
+    errors = queries.list_sync_errors(session)
     return templates.TemplateResponse(
         request, "experiments.html", {"experiments": page.items, "total": page.total,
-                                      "models": models}
+                                      "models": models, "sync_errors": errors}
     )  # fmt: skip
 
 

@@ -25,6 +25,6 @@ def settings(db_url, synthetic_nni_dir):
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         assert c.post("/api/sync").status_code == 200
         yield c

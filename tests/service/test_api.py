@@ -126,7 +126,7 @@ def test_sync_is_idempotent_over_http(client):
 
 def test_sync_needs_the_token_when_one_is_configured(settings):
     settings = settings.model_copy(update={"api_token": SecretStr("s3cret")})
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         assert c.post("/api/sync").status_code == 401
         assert c.post("/api/sync", headers={"Authorization": "Bearer nope"}).status_code == 401
         ok = c.post("/api/sync", headers={"Authorization": "Bearer s3cret"})
@@ -139,7 +139,7 @@ def test_database_outage_is_503(tmp_path, synthetic_nni_dir):
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'service.sqlite'}",
                         nni_dir=synthetic_nni_dir, sync_interval=0)  # fmt: skip
     app = create_app(settings)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         app.state.db.engine.dispose()
         (tmp_path / "service.sqlite").unlink()
         (tmp_path / "service.sqlite").mkdir()  # the file is now a directory: cannot open
@@ -198,7 +198,7 @@ def test_model_page_says_what_the_layer_rule_needs_without_vanilla_trials(db_url
     nni_dir = make_nni_dir(tmp_path, {"expN": {"n_trials": 3, "model": "mlp4",
                                                "dataset": "toy", "seed": 1}})  # fmt: skip
     settings = Settings(database_url=db_url, nni_dir=nni_dir, sync_interval=0)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         assert c.post("/api/sync").json()["inserted"] == 3
         rec = c.get("/api/models/mlp4/toy/recommendation").json()
         assert rec["recommended_layer"] is None and rec["empirical_best_layer"] is not None

@@ -8,13 +8,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {"POSTGRES_PASSWORD": "pw123", "NSR_API_TOKEN": "tok456", "NNI_EXPERIMENTS_DIR": "/srv/nni"}
+ENV = {"POSTGRES_PASSWORD": "pw123", "NSR_API_TOKEN": "tok456-0123456789abcdef",
+       "NNI_EXPERIMENTS_DIR": "/srv/nni"}
 
 
 def compose_cmd() -> list[str]:
@@ -49,7 +51,7 @@ def test_compose_config_passes_and_wires_postgres(tmp_path):
     assert "pgdata" in cfg["volumes"]
     env = svc["environment"]
     assert env["NSR_DATABASE_URL"] == "postgresql+psycopg://nsr:pw123@db:5432/nsr"
-    assert env["NSR_API_TOKEN"] == "tok456" and env["NSR_NNI_DIR"] == "/nni-experiments"
+    assert env["NSR_API_TOKEN"] == ENV["NSR_API_TOKEN"] and env["NSR_NNI_DIR"] == "/nni-experiments"
     assert "/srv/nni:/nni-experiments:ro" in svc["volumes"]
     assert svc["depends_on"]["db"]["condition"] == "service_healthy"
     assert "pg_isready" in " ".join(db["healthcheck"]["test"])
@@ -77,3 +79,43 @@ def test_dockerfile_installs_like_make_setup():
     assert "FROM python:3.11" in docker  # NNI 3.0 and the torch pins need 3.11, as make checks
     for path in ("pyproject.toml", "trials/", "storage/", "service/"):
         assert f"COPY {path}" in docker
+
+
+def serve_as_in_the_image(
+    cfg_env: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """`python -m service serve` with the environment compose gives the container and the
+    Dockerfile's NSR_HOST=0.0.0.0 (what the container runs)."""
+    assert "ENV NSR_HOST=0.0.0.0" in (REPO / "Dockerfile").read_text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NSR_")}
+    env.update({k: str(v) for k, v in cfg_env.items()}, NSR_HOST="0.0.0.0",
+               NSR_NNI_DIR=str(tmp_path), PYTHONPATH=str(REPO))  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "service", "serve"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def example_env() -> dict[str, str]:
+    values = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
+
+
+@pytest.mark.parametrize("override,why", [
+    ({}, "placeholder"),  # .env.example copied as it is
+    ({"POSTGRES_PASSWORD": "pw123real"}, "NSR_API_TOKEN is a placeholder"),
+    ({"POSTGRES_PASSWORD": "pw123real", "NSR_API_TOKEN": "tok456"}, "at least 16"),
+    # compose's ${NSR_API_TOKEN:?} accepts spaces: the service sees no token and refuses to listen
+    # on 0.0.0.0 without one.
+    ({"POSTGRES_PASSWORD": "pw123real", "NSR_API_TOKEN": "    "}, "refusing to listen"),
+])  # fmt: skip
+def test_the_service_refuses_placeholder_and_weak_secrets_from_compose(tmp_path, override, why):
+    env = {**example_env(), "NNI_EXPERIMENTS_DIR": "/srv/nni", **override}
+    out = config(env, tmp_path)
+    assert out.returncode == 0, out.stderr  # compose itself cannot tell
+    service_env = yaml.safe_load(out.stdout)["services"]["service"]["environment"]
+    started = serve_as_in_the_image(service_env, tmp_path)
+    assert started.returncode == 2 and why in started.stderr, started.stderr
+    assert "Traceback" not in started.stderr and len(started.stderr.strip().splitlines()) == 1

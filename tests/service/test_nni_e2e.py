@@ -46,7 +46,7 @@ def test_service_matches_nni_then_resync_then_fresh_db_from_sqlite(nni_experimen
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'live.sqlite'}",
                         nni_dir=exp.nni_dir, sync_interval=0)  # fmt: skip
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         report = client.post("/api/sync").json()
         assert report["errors"] == [] and report["inserted"] == len(exp.trials)
         stored = client.get(f"/api/experiments/{exp.id}").json()

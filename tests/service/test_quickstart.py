@@ -60,7 +60,10 @@ def test_quickstart_searches_confirms_and_prints_the_verdict_from_the_service(
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()
     env = nni_env(tmp_path)  # HOME = tmp: NNI registry, service database and pid file inside it
-    env.update(NSR_PORT=str(port), NSR_SYNC_INTERVAL="0")
+    # With a write token, as a team member would have one in the environment: quickstart's
+    # POST /api/sync must send it (it was a 401).
+    env.update(NSR_PORT=str(port), NSR_SYNC_INTERVAL="0",
+               NSR_API_TOKEN="quickstart-token-0123456789")  # fmt: skip
     env.pop("NSR_DATABASE_URL", None)
     pid_file = tmp_path / ".local/share/nsr-search/service.pid"
     try:

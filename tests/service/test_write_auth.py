@@ -11,14 +11,14 @@ from service.app import create_app
 from service.settings import Settings
 from storage.synthetic import write_nni_sqlite
 
-TOKEN = "s3cret"
+TOKEN = "s3cret-test-token-0123456789"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 def authed(settings):
     app = create_app(settings.model_copy(update={"api_token": SecretStr(TOKEN)}))
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         assert c.post("/api/sync", headers=GOOD).status_code == 200
         yield c
 
@@ -106,8 +106,9 @@ def test_import_of_junk_is_422_with_a_message(authed, body):
 
 def test_import_over_the_size_limit_is_413(settings, tmp_path):
     s = settings.model_copy(update={"max_import_mb": 1})
-    with TestClient(create_app(s)) as c:
-        r = c.post("/api/import", content=b"\0" * (1024 * 1024 + 1))
+    with TestClient(create_app(s), base_url="http://127.0.0.1") as c:
+        r = c.post("/api/import", content=b"\0" * (1024 * 1024 + 1),
+                   headers={"Content-Type": OCTETS})  # fmt: skip
         assert r.status_code == 413 and "NSR_MAX_IMPORT_MB" in r.json()["detail"]
 
 
@@ -121,4 +122,4 @@ def test_empty_token_means_no_token_and_network_bind_without_token_is_flagged():
     assert Settings(_env_file=None, api_token="").api_token is None
     assert not Settings(_env_file=None).open_to_network  # 127.0.0.1
     assert Settings(_env_file=None, host="0.0.0.0").open_to_network
-    assert not Settings(_env_file=None, host="0.0.0.0", api_token="t").open_to_network
+    assert not Settings(_env_file=None, host="0.0.0.0", api_token=TOKEN).open_to_network

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from storage.db import Database
+from storage.errors import SourceError
 from storage.nni_reader import read_sqlite, source_stamp
 from storage.queries import get_trial
 from storage.sync import sync_all
@@ -80,3 +83,20 @@ def test_a_new_reader_reads_stopped_experiments_again(tmp_path: Path) -> None:
             assert get_trial(s, "old", "T00001").parameters == written[1]["parameters"]
     finally:
         database.dispose()
+
+
+def test_paths_with_uri_characters_are_read(tmp_path):
+    """'?', '#' and '%' in a directory name are part of the path, not of the SQLite URI."""
+    path = tmp_path / "runs?mode=rw#x%20y" / "expQ" / "db" / "nni.sqlite"
+    write_nni_sqlite(path, "expQ", n_trials=3, seed=1)
+    raw = read_sqlite(path)
+    assert raw.nni_id == "expQ" and len(raw.trials) == 3
+    assert raw.source_stamp is not None
+
+
+def test_a_read_is_bounded_by_its_deadline(tmp_path):
+    path = tmp_path / "expT" / "db" / "nni.sqlite"
+    write_nni_sqlite(path, "expT", n_trials=400, epochs=50, seed=1)
+    with pytest.raises(SourceError, match=r"took over 0 s: stopped"):
+        read_sqlite(path, seconds=0.0)
+    assert len(read_sqlite(path, seconds=30).trials) == 400
