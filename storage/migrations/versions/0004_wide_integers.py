@@ -1,7 +1,7 @@
 """64-bit seed, best_epoch and sequence_id; sync_errors (the last failure per experiment)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 
 SQLite stores every INTEGER in up to 64 bits whatever the declared type, so the column types
 change on PostgreSQL only: a copy of the trials table (SQLite's batch mode) would cost minutes on a
