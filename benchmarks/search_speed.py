@@ -38,6 +38,9 @@ from trials.mlp import MLPParams  # noqa: E402
 from trials.mlp import main as train_mlp  # noqa: E402
 
 FINISHED = {"DONE", "STOPPED", "ERROR"}
+# NNI 3.0's local training service records an assessor's stop as USER_CANCELED (its V3asV1 wrapper
+# sets the early-stop flag only after the stopped trial has ended): both mean "stopped".
+STOPPED = {"EARLY_STOPPED", "USER_CANCELED"}
 SEARCH_SPACE: dict[str, Any] = {
     "layers": {"_type": "choice", "_value": ["none", "2", "3", "4", "3,4"]},
     **{f"lambda_{k}": {"_type": "loguniform", "_value": [0.01, 100]} for k in (2, 3, 4)},
@@ -118,8 +121,8 @@ def run_search(args: argparse.Namespace, tuner_seed: int, early: bool, port: int
     finals = [(decode(m["data"])["default"], sets[int(m["parameterId"])])
               for m in metrics if m["type"] == "FINAL"]  # fmt: skip
     best_val, best_params = min(finals, key=lambda f: f[0])
-    stopped = sum(1 for j in jobs if j["status"] == "EARLY_STOPPED")
-    failed = [j["trialJobId"] for j in jobs if j["status"] not in {"SUCCEEDED", "EARLY_STOPPED"}]
+    stopped = sum(1 for j in jobs if j["status"] in STOPPED)
+    failed = [j["trialJobId"] for j in jobs if j["status"] not in {"SUCCEEDED", *STOPPED}]
     if failed:
         raise RuntimeError(f"trials {failed} of {exp_id} did not succeed")
     return Search(wall, len(jobs), stopped, epochs, best_val, best_params)
@@ -144,9 +147,9 @@ def mean_std(values: list[float]) -> str:
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--start-step", type=int, default=2, help="Medianstop's start_step")
     parser.add_argument("--tuner-seeds", default="1,2,3")

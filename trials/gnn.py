@@ -115,6 +115,8 @@ class GNN(nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         for k in range(1, self.depth + 1):
             if k == 1 and x.layout == torch.sparse_csr:
+                # Does not call the conv1 module (its hooks would not fire): NSR never hooks it,
+                # layer 1 is act1 (depth >= 2).
                 x = self._sparse_first_conv(x, edge_index)  # (n, F_1)
             else:
                 x = F.dropout(x, self.dropout, self.training)  # (n, F_{k-1})

@@ -48,7 +48,7 @@ def early_stopping_config() -> dict[str, Any]:
             "name": "Medianstop",
             "classArgs": {"optimize_mode": "minimize", "start_step": START_STEP},
         },
-        "trainingService": {"platform": "local"},
+        "trainingService": {"platform": "local", "reuseMode": True},
     }
 
 
