@@ -79,8 +79,15 @@ def dense_speedup(base: GNNParams, graph: Graph) -> tuple[float, float]:
 def benchmark_dataset(args: argparse.Namespace, dataset: str) -> dict[str, float]:
     """The λ search and the vanilla/NSR table of one data set; returns its timings."""
     graph = load_graph(dataset, args.data_root, split_seed=0, download=False)
-    base = GNNParams(model=args.model, dataset=dataset, data_root=args.data_root,
-                     epochs=args.epochs, device="cpu", threads=args.threads, download=False)
+    base = GNNParams(
+        model=args.model,
+        dataset=dataset,
+        data_root=args.data_root,
+        epochs=args.epochs,
+        device="cpu",
+        threads=args.threads,
+        download=False,
+    )
     started = time.perf_counter()
     layout = "sparse CSR" if graph.sparse_features else "dense"
     print(f"\n{args.model} on {dataset}: {graph.num_nodes} nodes, {graph.num_features} features "
@@ -122,8 +129,10 @@ def benchmark_dataset(args: argparse.Namespace, dataset: str) -> dict[str, float
     print(f"\n{args.seeds} seeds (0..{args.seeds - 1}), test error at the best validation epoch")
     print(f"  {'variant':<24} {'test error %':>14} {'val error %':>14} {'var_1':>9} {'var_2':>9}")
     for label, r in results.items():
-        print(f"  {label:<24} {mean_std(r['test_error']):>14} {mean_std(r['default']):>14} "
-              f"{statistics.mean(r['var_1']):9.3f} {statistics.mean(r['var_2']):9.3f}")
+        print(
+            f"  {label:<24} {mean_std(r['test_error']):>14} {mean_std(r['default']):>14} "
+            f"{statistics.mean(r['var_1']):9.3f} {statistics.mean(r['var_2']):9.3f}"
+        )
     vanilla, nsr = (statistics.mean(r["test_error"]) for r in results.values())
     print(f"  relative change of the test error: {100 * (nsr - vanilla) / vanilla:+.1f} %")
     wall, cpu = whole_trial_seconds(args, dataset, args.wall_repeats)

@@ -201,9 +201,11 @@ def cli(argv: list[str] | None = None) -> int:
     gap = statistics.mean(reruns["early"]) - statistics.mean(reruns["plain"])
     print(f"  wall time early/plain: {mean_std(ratios)} (target <= 0.5); trial-epochs "
           f"early/plain: {mean_std(epoch_ratios)}")  # fmt: skip
-    print(f"  quality: re-run error early - plain = {gap:+.2f} pp; seed-to-seed noise (std of "
-          f"the re-run errors over all searches) = {noise:.2f} pp -> "
-          f"{'same quality within the noise' if abs(gap) <= noise else 'outside the noise'}")
+    print(
+        f"  quality: re-run error early - plain = {gap:+.2f} pp; seed-to-seed noise (std of "
+        f"the re-run errors over all searches) = {noise:.2f} pp -> "
+        f"{'same quality within the noise' if abs(gap) <= noise else 'outside the noise'}"
+    )
     print(f"  ({time.perf_counter() - started:.0f} s in all)")
     return 0
 
