@@ -99,6 +99,22 @@ def _number(value: Any) -> float | None:
     return _finite(value)
 
 
+def _integer(value: Any) -> int | None:
+    """An integer as it is (a 64-bit seed must not go through a double), from an int, an
+    integral float or integer text; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    number = _number(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
 def parse_layers(value: Any) -> tuple[str, list[int] | None]:
     """Normalized ``layers`` string and its indices; ``(raw text, None)`` when it is not
     parseable without the model (``"last"``, junk)."""
@@ -253,8 +269,7 @@ def parse_trial(
         if contract.LAYERS in config
         else ("unknown", None)  # neither the trial, NNI nor the command says: never "vanilla"
     )
-    seed_value = _number(config.get(contract.SEED))
-    seed = int(seed_value) if seed_value is not None and seed_value.is_integer() else None
+    seed = _integer(config.get(contract.SEED))
     regularizer = _text(config.get(contract.REGULARIZER))
     family = "unknown" if layer_idx is None else contract.family_of(regularizer, layer_idx)
 

@@ -9,6 +9,8 @@ Search-space keys (what NNI hands a trial):
     ``lambda_<k>``   NSR's λ of layer k (only the λ of layers in ``layers`` take effect)
     ``regularizer``  ``nsr`` (default) or a baseline, with its own strength key (``STRENGTH_KEYS``)
     ``seed``         the training seed
+    ``TRIAL_BUDGET`` added by NNI's multi-fidelity tuners (Hyperband, BOHB): the epochs this trial
+                     may train; the trial runs ``epochs = ceil(TRIAL_BUDGET)`` and reports it
 
 Final report (``nni.report_final_result``): a dict of flat numbers plus one nested object:
     ``default``        best validation error in % (what the tuner minimizes, never the test error)
@@ -41,6 +43,11 @@ LAMBDA_PREFIX = "lambda_"
 LAMBDA_KEY = re.compile(r"^lambda_(\d+)$")
 
 VANILLA_LAYERS = "none"
+
+#: Hyperband and BOHB hand each trial its resource under this key (their own name for it); the
+#: trials read it as their epoch budget, the parameter ``EPOCHS``.
+TRIAL_BUDGET = "TRIAL_BUDGET"
+EPOCHS = "epochs"
 
 #: Regularizer families and the parameter that holds each one's strength (NSR: per-layer λ).
 NSR = "nsr"

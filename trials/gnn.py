@@ -23,7 +23,14 @@ from torch import Tensor, nn
 
 from trials.data import default_data_root
 from trials.engine import Batch, Family, train
-from trials.graph_data import GRAPH_DATASETS, Graph, import_pyg, load_graph, synthetic_graph
+from trials.graph_data import (
+    GRAPH_DATASETS,
+    Graph,
+    import_pyg,
+    load_graph,
+    synthetic_graph,
+    to_sparse_csr,
+)
 from trials.nsr import intra_class_variance
 from trials.params import (
     REGULARIZER_HELP,
@@ -82,7 +89,15 @@ def layer_indices(p: GNNParams) -> list[int]:
 
 
 class GNN(nn.Module):
-    """L graph convolutions ``conv1..convL`` with a ReLU module ``act<k>`` after each hidden one."""
+    """L graph convolutions ``conv1..convL`` with a ReLU module ``act<k>`` after each hidden one.
+
+    Sparse (CSR) input features take a sparse path through the first convolution: dropout on the
+    stored values only, and its products as sparse x dense with ``conv1``'s own parameters, so
+    nothing of the input's dense size is allocated. It computes what ``conv1`` computes (tested
+    equal with dropout 0): GCN ``Â (X Wᵀ) + b``; GraphSAGE ``mean_{j→i}(X W_lᵀ) + b_l + X W_rᵀ``,
+    the linear map moved before the mean aggregation (they commute), so the aggregation runs on
+    ``hidden`` columns instead of the input's thousands. Dense input takes PyG's layers unchanged.
+    """
 
     def __init__(
         self, kind: str, depth: int, in_dim: int, hidden: int, num_classes: int, dropout: float
@@ -92,6 +107,7 @@ class GNN(nn.Module):
         from torch_geometric.nn import GCNConv, SAGEConv
 
         sizes = [in_dim] + [hidden] * (depth - 1) + [num_classes]
+        self.kind = kind
         self.depth = depth
         self.dropout = dropout
         for k in range(1, depth + 1):
@@ -105,14 +121,68 @@ class GNN(nn.Module):
             if k < depth:
                 # One ReLU module per layer, so a forward hook on act<k> sees exactly layer k.
                 self.add_module(f"act{k}", nn.ReLU())
+        # The first layer's propagation matrix for sparse input, built on first use; the graph is
+        # fixed (full-batch), like GCNConv's cache. Not a buffer: it is not part of the state.
+        self._propagation: tuple[Tensor, Tensor] | None = None  # (edge_index it was built for, A)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         for k in range(1, self.depth + 1):
-            x = F.dropout(x, self.dropout, self.training)  # (n, F_{k-1})
-            x = getattr(self, f"conv{k}")(x, edge_index)  # (n, F_k)
+            if k == 1 and x.layout == torch.sparse_csr:
+                # Does not call the conv1 module (its hooks would not fire): NSR never hooks it,
+                # layer 1 is act1 (depth >= 2).
+                x = self._sparse_first_conv(x, edge_index)  # (n, F_1)
+            else:
+                x = F.dropout(x, self.dropout, self.training)  # (n, F_{k-1})
+                x = getattr(self, f"conv{k}")(x, edge_index)  # (n, F_k)
             if k < self.depth:
                 x = getattr(self, f"act{k}")(x)  # (n, F_k)
         return x  # (n, num_classes)
+
+    def _sparse_first_conv(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        """``conv1`` on CSR features x: (n, F_0) -> (n, F_1), without densifying x."""
+        if self.training and self.dropout > 0:
+            # Dropout zeroes and rescales entries; the stored zeros stay zero either way.
+            values = F.dropout(x.values(), self.dropout, training=True)  # (nnz,)
+            x = torch.sparse_csr_tensor(
+                x.crow_indices(), x.col_indices(), values, x.shape, check_invariants=False
+            )
+        prop = self._propagation_matrix(edge_index, x.shape[0])  # (n, n) sparse CSR
+        conv = self.conv1
+        if self.kind == "gcn":
+            out = torch.sparse.mm(prop, x @ conv.lin.weight.t())  # (n, F_1)
+            return out + conv.bias if conv.bias is not None else out
+        neighbours = torch.sparse.mm(prop, x @ conv.lin_l.weight.t()) + conv.lin_l.bias
+        return neighbours + x @ conv.lin_r.weight.t()  # (n, F_1)
+
+    def _propagation_matrix(self, edge_index: Tensor, num_nodes: int) -> Tensor:
+        """conv1's aggregation as an (n, n) CSR matrix: row i mixes the messages node i receives.
+
+        GCN: PyG's own ``gcn_norm`` (self-loops, symmetric degree normalization), exactly what
+        ``GCNConv`` aggregates with; GraphSAGE: the mean over in-edges (row i = 1/deg_i at each
+        source j, 0 for a node without in-edges, duplicate edges counted like PyG's scatter-mean).
+        """
+        cached = self._propagation
+        if cached is not None and cached[0] is edge_index:
+            return cached[1]
+        with torch.no_grad():
+            if self.kind == "gcn":
+                from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+                conv = self.conv1
+                index, weight = gcn_norm(
+                    edge_index, None, num_nodes, conv.improved, conv.add_self_loops, conv.flow
+                )
+            else:
+                index = edge_index
+                degree = torch.bincount(index[1], minlength=num_nodes).clamp_min(1)  # (n,)
+                weight = 1.0 / degree[index[1]].float()  # (E,)
+            # Messages flow source (row 0) -> target (row 1): entry [target, source].
+            coo = torch.sparse_coo_tensor(
+                index.flip(0), weight, (num_nodes, num_nodes), check_invariants=False
+            )
+            matrix = to_sparse_csr(coo.coalesce())  # duplicates summed
+        self._propagation = (edge_index, matrix)
+        return matrix
 
     def regularizable_layers(self) -> dict[int, str]:
         """Paper layer index (1-based) -> module: hidden ones post-ReLU, the last the logits."""

@@ -135,8 +135,29 @@ def from_cli(cls: type[P], argv: Sequence[str] | None, prog: str, description: s
     if running_under_nni():
         import nni  # deferred: importing NNI costs ~1 s that a CLI run does not need
 
-        params = merge(cls, params, nni.get_next_parameter() or {}, "NNI's search space")
+        overrides = budget_as_epochs(nni.get_next_parameter() or {})
+        params = merge(cls, params, overrides, "NNI's search space")
     return params
+
+
+def budget_as_epochs(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """NNI's parameters with a multi-fidelity tuner's ``TRIAL_BUDGET`` turned into ``epochs``.
+
+    Hyperband and BOHB add ``TRIAL_BUDGET`` (their resource, here epochs: set their ``R`` or
+    ``max_budget`` to the full epoch count) beside the searched keys. BOHB's budgets can be
+    fractional: a trial trains whole epochs, at least one, rounding up.
+    """
+    out = dict(overrides)
+    if contract.TRIAL_BUDGET not in out:
+        return out
+    budget = out.pop(contract.TRIAL_BUDGET)
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
+        raise TrialError(f"{contract.TRIAL_BUDGET}={budget!r} from NNI must be a number > 0")
+    if not math.isfinite(budget):
+        raise TrialError(f"{contract.TRIAL_BUDGET}={budget!r} from NNI must be finite")
+    # 1e-9: a budget like 81/3**2 computed in floats (9.000000000000002) stays 9 epochs.
+    out[contract.EPOCHS] = max(1, math.ceil(budget - 1e-9))
+    return out
 
 
 def running_under_nni() -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,6 +47,18 @@ def run_main(body: Callable[[], Mapping[str, Any]]) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)
-        return 130
+        die_by_sigint()
+        return 130  # not reached where SIGINT can be re-raised
     Reporter().final(metrics)
     return 0
+
+
+def die_by_sigint() -> None:
+    """End the process by SIGINT itself, not by a plain exit status.
+
+    NNI stops a trial (its assessor's early stop, or a user's cancel) with SIGINT. A trial that
+    caught it and exited 130 reads to NNI 3.0 as a trial that FAILED; one that dies by the signal
+    reads as stopped. The shell sees 130 either way.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)

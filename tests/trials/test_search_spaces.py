@@ -111,3 +111,40 @@ def test_remote_search_is_mlp4_on_several_machines() -> None:
     # NNI uploads the code directory: the virtual environment and the tests must not go with it.
     ignored = (REPO / ".nniignore").read_text().split()
     assert ".venv/" in ignored and ".git/" in ignored
+
+
+EARLY_VARIANTS = {
+    "quickstart-early": "quickstart",
+    "mlp4-early": "mlp4",
+    "resnet18-early": "resnet18",
+    "vgg19-early": "vgg19",
+    "gcn2-early": "gcn2",
+    "sage2-early": "sage2",
+}
+
+
+@pytest.mark.parametrize(("variant", "base"), sorted(EARLY_VARIANTS.items()))
+def test_every_family_has_a_search_that_stops_bad_trials_early(variant: str, base: str) -> None:
+    """The same search as its base file, plus NNI's median stopping rule on the validation error
+    (minimized), which starts judging before the last epoch."""
+    early = yaml.safe_load((REPO / "search_spaces" / f"{variant}.yml").read_text())
+    plain = yaml.safe_load((REPO / "search_spaces" / f"{base}.yml").read_text())
+    assert early["searchSpace"] == plain["searchSpace"]
+    assert early["trialCommand"] == plain["trialCommand"]
+    assert early["tuner"] == plain["tuner"]
+    assessor = early["assessor"]
+    assert assessor["name"] == "Medianstop"
+    assert assessor["classArgs"]["optimize_mode"] == "minimize"
+    argv = shlex.split(early["trialCommand"])
+    epochs = int(argv[argv.index("--epochs") + 1])
+    assert 1 <= assessor["classArgs"]["start_step"] < epochs
+
+
+def test_hyperband_search_hands_the_full_epoch_budget_as_its_resource() -> None:
+    config = yaml.safe_load((REPO / "search_spaces" / "mlp4-hyperband.yml").read_text())
+    plain = yaml.safe_load((REPO / "search_spaces" / "mlp4.yml").read_text())
+    assert config["searchSpace"] == plain["searchSpace"] and "tuner" not in config
+    advisor = config["advisor"]
+    assert advisor["name"] == "Hyperband" and advisor["classArgs"]["optimize_mode"] == "minimize"
+    argv = shlex.split(config["trialCommand"])
+    assert advisor["classArgs"]["R"] == int(argv[argv.index("--epochs") + 1])
