@@ -180,7 +180,7 @@ def _inert(key: str, regularizer: str, active: set[int] | None) -> bool:
     if m:
         return regularizer != NSR or (active is not None and int(m.group(1)) not in active)
     for family, keys in FAMILY_KEYS.items():
-        if key in keys or key == STRENGTH_KEYS.get(family):
+        if key in keys:
             return family != regularizer
     for family, strength in STRENGTH_KEYS.items():
         if key == strength:
