@@ -40,14 +40,8 @@ def test_kill_9_of_the_service_mid_sync_then_next_sync_completes(db_url, tmp_pat
     })  # fmt: skip
     db = Database(db_url)
     db.migrate()
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(ROOT),
-        NSR_DATABASE_URL=db_url,
-        NSR_NNI_DIR=str(nni_dir),
-        NSR_SYNC_INTERVAL="1",
-        NSR_PORT=str(free_port()),
-    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NSR_DATABASE_URL=db_url,
+               NSR_NNI_DIR=str(nni_dir), NSR_SYNC_INTERVAL="1", NSR_PORT=str(free_port()))
     proc = subprocess.Popen([sys.executable, "-m", "service", "serve"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:

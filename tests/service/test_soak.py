@@ -106,11 +106,9 @@ def test_soak_20_readers_while_syncing_a_running_experiment(tmp_path):
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    print(
-        f"\nsoak: {len(latencies)} requests by {CLIENTS} clients in {SECONDS:.0f} s, "
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {len(errors)}; trials in the service "
-        f"{trials_at_start} -> {trials_at_end} during the soak, {stored['total']} at the end"
-    )
+    print(f"\nsoak: {len(latencies)} requests by {CLIENTS} clients in {SECONDS:.0f} s, "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {len(errors)}; trials in the service "
+          f"{trials_at_start} -> {trials_at_end} during the soak, {stored['total']} at the end")
     assert errors == [], errors[:10]
     assert len(latencies) > CLIENTS * 10
     # The sync really ran under load: trials arrived while the readers read.
