@@ -7,7 +7,9 @@ stack. ARCHITECTURE.md, "The trial contract", describes it in prose.
 Search-space keys (what NNI hands a trial):
     ``layers``       the regularized layer subset: ``"none"`` (vanilla), ``"4"``, ``"3,4"``...
     ``lambda_<k>``   NSR's λ of layer k (only the λ of layers in ``layers`` take effect)
-    ``regularizer``  ``nsr`` (default) or a baseline, with its own strength key (``STRENGTH_KEYS``)
+    ``regularizer``  ``nsr`` (default) or a baseline, with its own strength key (``STRENGTH_KEYS``,
+                     searched loguniform in ``STRENGTH_RANGES``); NNI's nested choice hands it as
+                     ``{"_name": family, <its keys>}``, which the trial flattens
     ``seed``         the training seed
 
 Final report (``nni.report_final_result``): a dict of flat numbers plus one nested object:
