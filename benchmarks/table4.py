@@ -146,22 +146,20 @@ def error_table(
         f"on seed 0, by validation error; {minutes:.1f} min)"
     )
     paper_head = f"paper ({paper_set})"
-    print(f"| {'regularizer':<11} | {'strength':<22} | {'ours':<14} | {paper_head:<24} |")
-    print(f"|{'-' * 13}|{'-' * 24}|{'-' * 16}|{'-' * 26}|")
+    print(f"| {'regularizer':<11} | {'strength':<34} | {'ours':<14} | {paper_head:<24} |")
+    print(f"|{'-' * 13}|{'-' * 36}|{'-' * 16}|{'-' * 26}|")
     for family in FAMILIES:
         errors = [r[contract.TEST_ERROR] for r in results[family]]
         mean = statistics.mean(errors)
         std = statistics.stdev(errors) if len(errors) > 1 else 0.0
         strength = {k: v for k, v in chosen[family].items() if k not in ("regularizer", "layers")}
         text = ", ".join(f"{k}={v:g}" for k, v in strength.items()) or "-"
-        if family in contract.LAYERED and family != "nsr":
-            text += f" (layer {chosen[family]['layers']})"
-        elif family == "nsr":
+        if family in contract.LAYERED:
             text += f" (layer {chosen[family]['layers']})"
         paper = PAPER[entry].get(family)
         paper_text = f"{paper[0]:.2f} ± {paper[1]:.2f}" if paper else "-"
         print(
-            f"| {LABELS[family]:<11} | {text:<22} | {mean:5.2f} ± {std:4.2f}   | {paper_text:<24} |"
+            f"| {LABELS[family]:<11} | {text:<34} | {mean:5.2f} ± {std:4.2f}   | {paper_text:<24} |"
         )
 
 
