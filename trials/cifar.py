@@ -85,7 +85,9 @@ def load_cifar10(data_root: str, split_seed: int = 0, download: bool = True) -> 
     perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(split_seed))
     val, train = perm[:CIFAR_VALIDATION], perm[CIFAR_VALIDATION:]
     test_x, test_y = torch.from_numpy(parts[5][0]), torch.from_numpy(parts[5][1])
-    return Splits(train_x[train], train_y[train], train_x[val], train_y[val], test_x, test_y, 10)
+    return Splits(
+        train_x[train], train_y[train], train_x[val], train_y[val], test_x, test_y, 10
+    )
 
 
 def synthetic_cifar(n: int, seed: int = 0, num_classes: int = 10) -> Splits:

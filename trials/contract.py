@@ -7,7 +7,9 @@ stack. ARCHITECTURE.md, "The trial contract", describes it in prose.
 Search-space keys (what NNI hands a trial):
     ``layers``       the regularized layer subset: ``"none"`` (vanilla), ``"4"``, ``"3,4"``...
     ``lambda_<k>``   NSR's λ of layer k (only the λ of layers in ``layers`` take effect)
-    ``regularizer``  ``nsr`` (default) or a baseline, with its own strength key (``STRENGTH_KEYS``)
+    ``regularizer``  ``nsr`` (default) or a baseline, with its own strength key (``STRENGTH_KEYS``,
+                     searched loguniform in ``STRENGTH_RANGES``); NNI's nested choice hands it as
+                     ``{"_name": family, <its keys>}``, which the trial flattens
     ``seed``         the training seed
     ``TRIAL_BUDGET`` added by NNI's multi-fidelity tuners (Hyperband, BOHB): the epochs this trial
                      may train; the trial runs ``epochs = ceil(TRIAL_BUDGET)`` and reports it
@@ -187,7 +189,7 @@ def _inert(key: str, regularizer: str, active: set[int] | None) -> bool:
     if m:
         return regularizer != NSR or (active is not None and int(m.group(1)) not in active)
     for family, keys in FAMILY_KEYS.items():
-        if key in keys or key == STRENGTH_KEYS.get(family):
+        if key in keys:
             return family != regularizer
     for family, strength in STRENGTH_KEYS.items():
         if key == strength:

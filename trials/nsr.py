@@ -109,11 +109,8 @@ def cpu_kernel() -> ModuleType | None:
             pass  # half-written by a concurrent build, or stale: build under the lock below
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
-        print(
-            f"nsr: building the C++ CPU kernel (once, ~30 s) in {build_dir}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"nsr: building the C++ CPU kernel (once, ~30 s) in {build_dir}", file=sys.stderr,
+              flush=True)
         # Its import warns that no CUDA runtime exists: true and irrelevant for a CPU kernel.
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils import cpp_extension

@@ -67,3 +67,37 @@ def test_an_mlp_trial_does_not_import_torch_dynamo() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines()[-1] == "clean"
+
+
+def test_the_loop_measures_the_test_error_on_the_best_validation_epochs_state() -> None:
+    from trials.engine import Batch, Family, train
+    from trials.regularizers import NoRegularizer
+    from trials.report import Reporter
+
+    torch.manual_seed(0)
+    model = MLP(8, [4], 3)
+    x, y = torch.rand(16, 8), torch.randint(0, 3, (16,))
+    val_errors = iter([30.0, 10.0, 20.0])  # epoch 2 is the best
+    states: list[dict[str, torch.Tensor]] = []
+
+    def evaluate(split: str) -> float:
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        if split == "val":
+            states.append(state)
+            return next(val_errors)
+        # The test error is 0 only on epoch 2's weights (the weights change every epoch).
+        same = all(torch.equal(state[k], states[1][k]) for k in state)
+        return 0.0 if same else 100.0
+
+    family = Family(lambda epoch: [Batch((x,), y)], evaluate, lambda: {})
+    metrics = train(
+        model,
+        family,
+        NoRegularizer,
+        lambda extra: PlainSGD(model.parameters(), lr=0.5),
+        3,
+        Reporter(nni_mode=False),
+    )
+    assert not all(torch.equal(states[1][k], states[2][k]) for k in states[1])
+    assert (metrics["best_epoch"], metrics["default"], metrics["test_error"]) == (2, 10.0, 0.0)
+    assert metrics["epochs_run"] == 3

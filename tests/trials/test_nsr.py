@@ -276,9 +276,8 @@ def test_kernel_rejects_a_label_outside_the_classes() -> None:
     queue = ClassMeanQueue(num_classes=3)
     x = torch.randn(4, 2, requires_grad=True)
     with pytest.raises(RuntimeError, match="label 7 is outside 0..2"):
-        queue.add_penalty_compiled(
-            kernel, torch.zeros(()), x, torch.tensor([0, 1, 7, 2]), 1.0, relu=False
-        )
+        queue.add_penalty_compiled(kernel, torch.zeros(()), x, torch.tensor([0, 1, 7, 2]), 1.0,
+                                   relu=False)
 
 
 def test_inplace_change_after_the_hooked_layer_is_a_clear_error() -> None:

@@ -253,3 +253,37 @@ def test_the_penalty_adds_to_the_cross_entropy() -> None:
     ce = F.cross_entropy(model(x[:32]), y[:32])
     reg = WeightPenalty(model, 1e-3, 1)
     assert float(reg.add_penalty(ce)) == pytest.approx(float(ce) + 1e-3 * l1_of(model), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", contract.REGULARIZERS)
+def test_build_gives_each_family_its_penalty(kind: str) -> None:
+    x, y = digits()
+    torch.manual_seed(0)
+    model = MLP(64, [32], 10).train()
+    reg = build(
+        kind,
+        model,
+        layers=model.regularizable_layers(),
+        regularized=[2, 3],
+        lambdas={2: 1.0, 3: 1.0},
+        strength=0.5,
+        num_classes=10,
+        queue_batches=5,
+        example_inputs=(x[:2],),
+    )
+    reg.set_targets(y[:32])
+    model(x[:32])
+    penalty = float(reg.add_penalty(torch.zeros(())))
+    assert (penalty == 0.0) == (kind == "none"), penalty
+    expected = {
+        "none": NoRegularizer,
+        "l1": WeightPenalty,
+        "l2": WeightPenalty,
+        "jacobian": JacobianNorm,
+        "vcl": VarianceConstancy,
+        "nsr": NeuronSteadiness,
+    }
+    assert type(reg) is expected[kind]
+    if kind in ("l1", "l2"):
+        assert reg.p == int(kind[1])  # type: ignore[attr-defined]
+    reg.remove()

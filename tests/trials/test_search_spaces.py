@@ -10,10 +10,34 @@ from pathlib import Path
 import pytest
 import yaml
 
+from trials import contract
+from trials.params import merge, regularized_layers
 from trials.params import resolve_layers as parse_layers
 
 REPO = Path(__file__).resolve().parents[2]
 SPACES = sorted((REPO / "search_spaces").glob("*.yml"))
+
+
+def _specs(space: dict) -> list[tuple[str, dict]]:
+    """Every (key, spec) of a search space, the keys inside NNI's nested choices too (each branch's
+    ``_name`` is a value of the key that holds the choice, not a key)."""
+    out = []
+    for key, spec in space.items():
+        out.append((key, spec))
+        for branch in spec.get("_value", []):
+            if isinstance(branch, dict) and "_name" in branch:
+                out += _specs({k: v for k, v in branch.items() if k != "_name"})
+    return out
+
+
+def _values(space: dict, key: str) -> list:
+    """Every value ``key`` can take: its choices, in every branch; a nested choice's names."""
+    values = []
+    for k, spec in _specs(space):
+        if k == key:
+            for v in spec["_value"]:
+                values.append(v["_name"] if isinstance(v, dict) else v)
+    return values
 
 
 def _entry(config: dict) -> tuple[object, list[str]]:
@@ -58,11 +82,19 @@ def test_keys_are_trial_parameters(path: Path) -> None:
     cls = _params_class(module)
     fields = {f.name for f in dataclasses.fields(cls)}
     space = config["searchSpace"]
-    assert set(space) <= fields, set(space) - fields
-    assert "layers" in space and "none" in space["layers"]["_value"]
-    for key, spec in space.items():
+    keys = {k for k, _ in _specs(space)}
+    assert keys <= fields, keys - fields
+    # Every search has its vanilla baseline: NSR on no layer, or the regularizer 'none'.
+    assert "none" in _values(space, "layers") or "none" in _values(space, "regularizer")
+    assert set(_values(space, "regularizer")) <= set(contract.REGULARIZERS)
+    for key, spec in _specs(space):
         if key.startswith("lambda_"):
             assert spec == {"_type": "loguniform", "_value": [0.01, 100]}, key
+        if key in contract.STRENGTH_RANGES:
+            assert spec == {
+                "_type": "loguniform",
+                "_value": list(contract.STRENGTH_RANGES[key]),
+            }, key
     # The command line itself must parse into valid parameters (model and data set names too).
     params = module.from_cli(cls, argv, "test", "")
     if hasattr(module, "validate"):
@@ -76,9 +108,40 @@ def test_layers_exist_in_the_model(path: Path) -> None:
     cls = _params_class(module)
     params = module.from_cli(cls, argv, "test", "")
     available = module.layer_indices(params)
-    for choice in config["searchSpace"]["layers"]["_value"]:
+    space = config["searchSpace"]
+    keys = {k for k, _ in _specs(space)}
+    for choice in _values(space, "layers"):
         for k in parse_layers(str(choice), available):
-            assert f"lambda_{k}" in config["searchSpace"], (choice, k)
+            # Each layer exists; where NSR is searched, its λ is searched too.
+            assert "regularizer" in space or f"lambda_{k}" in keys, (choice, k)
+    for branch in space.get("regularizer", {}).get("_value", []):
+        if isinstance(branch, dict) and branch["_name"] == contract.NSR:
+            for choice in _values({k: v for k, v in branch.items() if k != "_name"}, "layers"):
+                for k in parse_layers(str(choice), available):
+                    assert f"lambda_{k}" in branch, (choice, k)
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_every_sampled_configuration_is_a_valid_trial(path: Path) -> None:
+    """NNI's own random tuner samples the space; each sample, flattened by the trial, validates."""
+    from nni.algorithms.hpo.random_tuner import RandomTuner
+
+    config = yaml.safe_load(path.read_text())
+    module, argv = _entry(config)
+    cls = _params_class(module)
+    base = module.from_cli(cls, argv, "test", "")
+    tuner = RandomTuner(seed=0)
+    tuner.update_search_space(config["searchSpace"])
+    seen = set()
+    for i in range(40):
+        sample = tuner.generate_parameters(i)
+        params = merge(cls, base, sample, "NNI's search space")
+        if hasattr(module, "validate"):
+            module.validate(params)
+        seen.add(params.regularizer)
+        regularized_layers(params, module.layer_indices(params))
+    if "regularizer" in config["searchSpace"]:
+        assert seen == set(_values(config["searchSpace"], "regularizer"))
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)

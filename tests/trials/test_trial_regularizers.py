@@ -4,6 +4,7 @@ report it in their configuration, and refuse bad regularizer input in one line w
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import subprocess
 import sys
@@ -41,8 +42,12 @@ def test_mlp_trial_with_every_regularizer(kind: str) -> None:
         regularizer=kind,
         layers="last",
     )
-    config = check(mlp.main(p), kind)
+    result = mlp.main(p)
+    config = check(result, kind)
     assert config[contract.LAYERS] == ("4" if kind in contract.LAYERED else "none")
+    # The regularizer took part in training: the same seed trains differently than vanilla.
+    vanilla = mlp.main(dataclasses.replace(p, regularizer="none"))
+    assert (result["var_4"] == vanilla["var_4"]) == (kind == "none")
 
 
 @pytest.mark.parametrize(("batchnorm", "dropout"), [(True, 0.0), (False, 0.3), (True, 0.3)])
@@ -176,3 +181,53 @@ def test_unused_strength_of_another_family_is_not_checked_or_reported() -> None:
         l1_weight=0.0,
     )
     assert "l1_weight" not in mlp.main(p)[contract.CONFIG]
+
+
+@pytest.mark.nni
+def test_nni_runs_the_nested_table4_search_and_trials_report_their_family(tmp_path) -> None:
+    import yaml
+    from nni_runner import NNIExperiment, free_port, tiny_config
+
+    space = yaml.safe_load((REPO / "search_spaces" / "mlp4-table4.yml").read_text())["searchSpace"]
+    config = tiny_config(max_trials=6, epochs=1, concurrency=2)
+    config["searchSpace"] = space
+    exp = NNIExperiment(home=tmp_path, port=free_port())
+    exp.create(config)
+    try:
+        exp.wait(timeout=300)
+        for trial in exp.trials:
+            assert trial["status"] == "SUCCEEDED", exp.trial_log(trial["trialJobId"])
+        finals = {}
+        for m in exp.metrics:
+            if m["type"] == "FINAL":
+                data = json.loads(m["data"])
+                finals[m["trialJobId"]] = json.loads(data) if isinstance(data, str) else data
+        assert len(finals) == 6
+        # What NNI chose is what the trials trained with and reported. Compared as multisets:
+        # NNI 3.0 with trialConcurrency > 1 may record a neighbour's parameters for a trial,
+        # which is why storage reads the trial's own config first.
+        branch_keys = {
+            b["_name"]: sorted(set(b) - {"_name"}) for b in space["regularizer"]["_value"]
+        }
+        chosen = []
+        for trial in exp.trials:
+            branch = json.loads(trial["hyperParameters"][0])["parameters"]["regularizer"]
+            name = branch["_name"]
+            active = contract.parse_layers(branch.get("layers"))
+            # NSR's λ of layers it does not regularize had no effect and are not reported.
+            effective = {
+                k: v
+                for k, v in branch.items()
+                if not (contract.LAMBDA_KEY.match(k) and int(k[7:]) not in active)
+            }
+            chosen.append(repr(sorted(effective.items())))
+        reported = []
+        for final in finals.values():
+            cfg = final[contract.CONFIG]
+            name = cfg[contract.REGULARIZER]
+            keys = [k for k in branch_keys[name] if k in cfg]
+            reported.append(repr(sorted({"_name": name, **{k: cfg[k] for k in keys}}.items())))
+        assert sorted(chosen) == sorted(reported)
+        assert len({f[contract.CONFIG][contract.REGULARIZER] for f in finals.values()}) >= 3
+    finally:
+        exp.stop()
