@@ -385,12 +385,15 @@ def _role_ids(role: str) -> Any:
 
 def list_budgets(session: Session, model: str, dataset: str) -> dict[str, int]:
     """Every training budget stored for (model, dataset), with its number of trials."""
+    full = func.sum(case((Trial.partial.is_(False), 1), else_=0))
     rows = session.execute(
-        select(Trial.budget, func.count())
+        select(Trial.budget, func.count(), full)
         .where(_md(model, dataset), Trial.val_error.is_not(None))
         .group_by(Trial.budget)
     ).all()
-    return {b or "unknown": n for b, n in sorted(rows, key=lambda r: (-r[1], r[0] or ""))}
+    # Most full-budget trials first: that is the default answer's budget.
+    rows = sorted(rows, key=lambda r: (-(r[2] or 0), -r[1], r[0] or ""))
+    return {b or "unknown": n for b, n, _ in rows}
 
 
 def _resolve(session: Session, group: Group) -> tuple[str, dict[str, int]]:

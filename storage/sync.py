@@ -22,7 +22,9 @@ from storage.limits import clean_text
 from storage.models import SyncError
 from storage.nni_reader import (
     RegistryEntry,
+    assessor_stopped,
     experiment_db_path,
+    mark_assessor_stops,
     read_registry,
     read_rest,
     read_sqlite,
@@ -51,10 +53,10 @@ def sync_entry(db: Database, entry: RegistryEntry, nni_dir: Path) -> IngestResul
     """Ingest one registry entry; None when it is a stopped experiment that did not change."""
     _check_id(entry.nni_id)
     status = rest_alive(entry) if entry.status != "STOPPED" else None
+    path = experiment_db_path(entry, nni_dir)
     if status is not None:
         raw = read_rest(entry, status)
     else:
-        path = experiment_db_path(entry, nni_dir)
         stamp = source_stamp(path)
         with db.session_scope() as s:
             stored = current_stamp(s, entry.nni_id)
@@ -64,6 +66,7 @@ def sync_entry(db: Database, entry: RegistryEntry, nni_dir: Path) -> IngestResul
         # The manager is gone: whatever the registry last said, the experiment is not running.
         raw.status = "STOPPED"
     _check_id(raw.nni_id)
+    mark_assessor_stops(raw, assessor_stopped(path.parent.parent))
     with db.session_scope() as s:
         result = ingest_experiment(s, raw)
         clear_sync_error(s, entry.nni_id)

@@ -5,7 +5,8 @@ What NNI 3.0 records for a trial its assessor stopped: on the local training ser
 wrapper), USER_CANCELED, never EARLY_STOPPED — ``cancelTrialJob`` sets the early-stop flag only
 after ``await stopTrial()``, which returns after the trial's end event has already set the status
 (nni_node/training_service/v3/compat.js). The trial must die by NNI's SIGINT for even that: one
-that catches it and exits 130 is recorded FAILED. Storage keeps NNI's status as it is.
+that catches it and exits 130 is recorded FAILED. The manager's log keeps the assessor's "KI"
+command for each such trial, and storage reads it back: those trials are stored EARLY_STOPPED.
 """
 
 from __future__ import annotations
@@ -129,20 +130,33 @@ def test_storage_keeps_stopped_trials_with_their_status_and_curve(
     assert len(stopped) == TRIALS // 2
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'nsr.sqlite'}",
                         nni_dir=exp.nni_dir, sync_interval=0)  # fmt: skip
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         report = client.post("/api/sync").json()
         assert report["errors"] == [] and report["inserted"] == TRIALS
         with client.app.state.db.session_scope() as s:
             rows = {t.trial_job_id: t for t in s.scalars(select(Trial)).all()}
-            stored = {job: (t.status, t.parameters, t.intermediate, t.val_error, t.final_metrics)
+            stored = {job: (t.status, t.parameters, t.intermediate, t.val_error, t.final_metrics,
+                            t.partial, t.epochs_run, t.budget)
                       for job, t in rows.items()}  # fmt: skip
         assert set(stored) == set(status)
-        for job, (st, p, intermediate, val_error, final) in stored.items():
-            assert st == status[job] and p == params[job]
+        stopped_budget = f"epochs={EPOCHS} lr={HOPELESS_LR!r} batch_size=2"
+        for job, (st, p, intermediate, val_error, final, partial, run, budget) in stored.items():
+            assert p == params[job]
             assert intermediate == curve[job]
+            assert val_error is not None and val_error == min(curve[job])
             if job in stopped:
-                assert val_error is None and final is None  # stopped: no final report
+                # NNI said USER_CANCELED; its log says the assessor stopped it.
+                assert st == "EARLY_STOPPED" and final is None and partial
+                assert run == len(curve[job]) < EPOCHS and budget == stopped_budget
             else:
-                assert val_error is not None and val_error == min(curve[job])
+                assert st == "SUCCEEDED" and not partial and run == EPOCHS
         best = client.get("/api/models/mlp4/digits/best-config").json()["trial"]
         assert best["trial_job_id"] not in stopped and best["status"] == "SUCCEEDED"
+        # Their budget group has no full-budget trial: ranked only when asked.
+        only = client.get("/api/models/mlp4/digits/best-config", params={"budget": stopped_budget})
+        assert only.status_code == 404 and "include_partial" in only.json()["detail"]
+        asked = client.get(
+            "/api/models/mlp4/digits/best-config",
+            params={"budget": stopped_budget, "include_partial": "true"},
+        ).json()["trial"]
+        assert asked["trial_job_id"] in stopped and asked["partial"]
