@@ -35,11 +35,13 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the synthetic NNI experiments live with the tests
+
+from synthetic_nni import write_nni_sqlite, write_registry  # noqa: E402
 
 from storage import queries  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.sync import sync_all  # noqa: E402
-from storage.synthetic import write_nni_sqlite, write_registry  # noqa: E402
 
 PAIRS = [("mlp4", "digits"), ("mlp4", "mnist"), ("mlp6", "mnist"), ("mlp6", "fashion"),
          ("cnn", "cifar10"), ("sage", "cora"), ("mlp4", "fashion"), ("mlp6", "digits")]  # fmt: skip

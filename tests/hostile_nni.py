@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.synthetic import NNI_SCHEMA, write_nni_sqlite
+from synthetic_nni import NNI_SCHEMA, write_nni_sqlite
 
 DEEP = 100_000  # beyond Python's json recursion limit
 MIDDLE = 500  # parses with json, beyond orjson's 255 levels and our 32

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from synthetic_nni import make_nni_dir
 
 from service.app import create_app
 from service.settings import Settings
-from storage.synthetic import make_nni_dir
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from synthetic_nni import make_nni_dir
 
 from service.app import create_app
 from service.settings import Settings
-from storage.synthetic import make_nni_dir
 
 
 def test_openapi_lists_every_route(client):
@@ -156,7 +156,7 @@ def test_settings_defaults():
 
 def test_cached_answers_follow_new_data(client, synthetic_nni_dir):
     """The model endpoints are cached; an ingest that changes results must show at once."""
-    from storage.synthetic import write_nni_sqlite, write_registry
+    from synthetic_nni import write_nni_sqlite, write_registry
 
     before = client.get("/api/models/mlp4/digits/best-config").json()
     assert client.get("/api/models/mlp4/digits/best-config").json() == before  # a cache hit

@@ -19,10 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from nni_runner import free_port
 from pydantic import SecretStr, ValidationError
+from synthetic_nni import write_nni_sqlite
 
 from service.app import create_app
 from service.settings import Settings
-from storage.synthetic import write_nni_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "a-real-token-0123456789abcdef"
@@ -185,7 +185,7 @@ def test_csv_neutralises_formula_cells_and_streams(settings, tmp_path):
                  ("=cmd|' /C calc'!A0",))  # fmt: skip
     conn.commit()
     conn.close()
-    from storage.synthetic import write_registry
+    from synthetic_nni import write_registry
 
     write_registry(nni_dir, {"expA": {}, "expB": {}, "expC": {}, "evilCsv": {}})
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
@@ -254,7 +254,7 @@ def test_non_finite_numbers_never_reach_a_page_and_links_are_encoded(client, db_
 
 
 def test_links_encode_ids_and_names(settings, tmp_path):
-    from storage.synthetic import write_registry
+    from synthetic_nni import write_registry
 
     nni_dir = settings.nni_dir
     write_nni_sqlite(nni_dir / "odd" / "db" / "nni.sqlite", "odd", n_trials=2, seed=1,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import optuna
 import pytest
 from fastapi.testclient import TestClient
+from synthetic_nni import make_nni_dir
 
 from service.app import create_app
 from service.settings import Settings
 from storage import importance
-from storage.synthetic import make_nni_dir
 
 
 @pytest.fixture

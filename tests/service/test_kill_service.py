@@ -14,11 +14,11 @@ from pathlib import Path
 
 from nni_runner import free_port
 from sqlalchemy import func, select, text
+from synthetic_nni import make_nni_dir
 
 from storage.db import Database
 from storage.models import Experiment, Trial, TrialLayer
 from storage.sync import sync_all
-from storage.synthetic import make_nni_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 N_EXP, N_TRIALS = 6, 2500  # each experiment's transaction takes ~1 s: a window to kill in

@@ -6,12 +6,12 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from synthetic_nni import dump_tables
 
 from service.app import create_app
 from service.settings import Settings
 from storage.db import Database
 from storage.sync import sync_all
-from storage.synthetic import dump_tables
 
 pytestmark = pytest.mark.nni
 

@@ -18,10 +18,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 import uvicorn
+from synthetic_nni import make_nni_dir
 
 from service.app import create_app
 from service.settings import Settings
-from storage.synthetic import make_nni_dir
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -276,10 +276,10 @@ def test_compare_page_overlays_experiments_and_groups(settings):
 
 def test_experiment_page_reloads_its_trials_while_nni_runs(db_url, tmp_path):
     from sqlalchemy import update
+    from synthetic_nni import write_nni_sqlite
 
     from storage.db import Database
     from storage.models import Experiment
-    from storage.synthetic import write_nni_sqlite
 
     nni_dir = make_nni_dir(tmp_path, {"live": {"n_trials": 20, "seed": 4}})
     settings = Settings(database_url=db_url, nni_dir=nni_dir, sync_interval=0,

@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from nni_runner import NNIExperiment, free_port, tiny_config
-
-from storage.synthetic import write_nni_sqlite
+from synthetic_nni import write_nni_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS, SECONDS = 20, 60.0

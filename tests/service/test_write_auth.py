@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from synthetic_nni import write_nni_sqlite
 
 from service.app import create_app
 from service.settings import Settings
-from storage.synthetic import write_nni_sqlite
 
 TOKEN = "s3cret-test-token-0123456789"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,11 +9,11 @@ import threading
 import time
 
 from sqlalchemy import func, select
+from synthetic_nni import make_nni_dir
 
 from storage.ingest import delete_experiment, lock_experiment
 from storage.models import Trial
 from storage.sync import sync_all
-from storage.synthetic import make_nni_dir
 
 
 def test_a_snapshot_session_does_not_see_a_concurrent_delete(db, tmp_path):

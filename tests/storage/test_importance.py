@@ -4,11 +4,11 @@ pages plot: only the λ that took effect count, and a λ that drives the error r
 from __future__ import annotations
 
 import pytest
+from synthetic_nni import make_nni_dir
 
 from storage import importance, queries
 from storage.queries import TrialSelection
 from storage.sync import sync_all
-from storage.synthetic import make_nni_dir
 
 # Layer 3's λ drives the error (c·log10(λ)², best at λ = 1); layers 2 and 4's do not.
 EFFECT = {3: 1.5}

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, exc, func, select, text
+from synthetic_nni import dump_tables, make_nni_dir, write_nni_sqlite, write_registry
 
 from storage.db import Database
 from storage.models import Experiment, Trial, TrialLayer
 from storage.nni_reader import read_registry, read_sqlite
 from storage.sync import ingest_sqlite_file, sync_all
-from storage.synthetic import dump_tables, make_nni_dir, write_nni_sqlite, write_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,12 +9,12 @@ import sqlite3
 
 import pytest
 from sqlalchemy import insert, select
+from synthetic_nni import write_nni_sqlite, write_registry
 
 from storage.errors import InvalidValue
 from storage.models import Experiment, Trial, TrialLayer
 from storage.queries import list_experiments, list_sync_errors
 from storage.sync import ingest_sqlite_file, sync_all
-from storage.synthetic import write_nni_sqlite, write_registry
 
 
 def nni_file(tmp_path, exp_id="expL", hp=None, profile=None):

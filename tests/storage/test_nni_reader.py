@@ -6,13 +6,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from synthetic_nni import write_nni_sqlite, write_registry
 
 from storage.db import Database
 from storage.errors import SourceError
 from storage.nni_reader import read_sqlite, source_stamp
 from storage.queries import get_trial
 from storage.sync import sync_all
-from storage.synthetic import write_nni_sqlite, write_registry
 
 
 def _swap_reports(db: Path, renames: dict[str, str | None]) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from trials import contract
+
 # Verbatim from nni_node/core/sqlDatabase.js (NNI 3.0).
 NNI_SCHEMA = """
 create table TrialJobEvent (
@@ -68,26 +70,26 @@ def synthetic_trial(
     choice = rng.choice(
         ["none"] + [str(k) for k in layers_all] + [f"{layers_all[-2]},{layers_all[-1]}"]
     )
-    params: dict[str, Any] = {"layers": choice}
+    params: dict[str, Any] = {contract.LAYERS: choice}
     for k in layers_all:
-        params[f"lambda_{k}"] = 10 ** rng.uniform(-2, 2)
-    params["seed"] = rng.choice([0, 1, 2])
+        params[contract.lambda_key(k)] = 10 ** rng.uniform(-2, 2)
+    params[contract.SEED] = rng.choice([0, 1, 2])
     active = [] if choice == "none" else [int(x) for x in choice.split(",")]
     base = 20.0 - (1.5 if layers_all[-1] in active else 0.0)
     for k, c in (lambda_effect or {}).items():
         if k in active:
-            base += c * math.log10(params[f"lambda_{k}"]) ** 2
+            base += c * math.log10(params[contract.lambda_key(k)]) ** 2
     curve = [base + 5.0 / (e + 1) + rng.random() for e in range(epochs)]
     if early_stopped and rng.random() < early_stopped:
         return params, curve[: max(1, epochs // 2)], None, "EARLY_STOPPED"
     best = min(range(epochs), key=curve.__getitem__)
     final: dict[str, Any] = {
-        "default": curve[best], "test_error": curve[best] + rng.random(),
-        "best_epoch": best + 1, "epoch_seconds": 0.1 + rng.random() / 10,
+        contract.DEFAULT: curve[best], contract.TEST_ERROR: curve[best] + rng.random(),
+        contract.BEST_EPOCH: best + 1, contract.EPOCH_SECONDS: 0.1 + rng.random() / 10,
     }  # fmt: skip
     for k in layers_all:
-        final[f"var_{k}_init"] = 10.0 * k
-        final[f"var_{k}"] = 8.0 * k + rng.random() - (1.0 if k in active else 0.0)
+        final[contract.var_init_key(k)] = 10.0 * k
+        final[contract.var_key(k)] = 8.0 * k + rng.random() - (1.0 if k in active else 0.0)
     status = "SUCCEEDED"
     r = rng.random()
     if r < 0.04:
