@@ -257,6 +257,9 @@ def main(p: GNNParams, graph: Graph | None = None) -> dict[str, Any]:
             if p.synthetic
             else load_graph(p.dataset, p.data_root, p.split_seed, p.download)
         )
+    if p.regularizer == "jacobian" and graph.sparse_features:
+        # The Jacobian is taken with respect to the input features, which autograd needs dense.
+        graph = graph.with_features(graph.x.to_dense())
     graph = graph.to(device)
     torch.manual_seed(p.seed)  # the same initial weights whether or not the data was preloaded
     model = GNN(kind, depth, graph.num_features, p.hidden, graph.num_classes, p.dropout).to(device)

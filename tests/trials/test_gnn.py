@@ -95,6 +95,17 @@ def test_every_model_runs_on_cora_with_nsr_on_its_first_and_last_layers(model, c
     assert 0.0 <= metrics["test_error"] <= 100.0 and 1 <= metrics["best_epoch"] <= 3
 
 
+@pytest.mark.parametrize("regularizer", ["jacobian", "vcl", "l2"])
+def test_baselines_run_on_cora_whose_features_are_sparse(regularizer, cora) -> None:
+    # The Jacobian is taken with respect to the input: the trial gives it dense features.
+    assert cora.sparse_features
+    p = GNNParams(model="sage2", dataset="cora", data_root=str(SHARED_DATA), epochs=2,
+                  layers="2", regularizer=regularizer, device="cpu", threads=1)  # fmt: skip
+    metrics = main(p, graph=cora)
+    assert metrics["config"]["regularizer"] == regularizer
+    assert 0.0 <= metrics["test_error"] <= 100.0
+
+
 def _run(argv: list[str], capsys) -> tuple[int, list[str]]:
     code = cli(argv)
     return code, capsys.readouterr().err.strip().splitlines()
