@@ -21,7 +21,7 @@ def api(db_url, tmp_path):
         "other": {"n_trials": 120, "epochs": 3, "seed": 12, "lambda_effect": {3: 1.5}},
     })  # fmt: skip
     settings = Settings(database_url=db_url, nni_dir=nni_dir, sync_interval=0)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         assert c.post("/api/sync").json()["inserted"] == 420
         yield c
 
