@@ -1,6 +1,6 @@
 """GraphSAGE-2 on Cora: vanilla vs NSR on layer 1 (the paper's GraphSAGE₁), 5 seeds each.
 
-    .venv/bin/python benchmarks/gnn.py --data-root ../shared/datasets [--datasets cora,citeseer]
+    .venv/bin/python benchmarks/gnn.py --data-root /path/to/datasets [--datasets cora,citeseer]
 
 λ comes from a small search on the validation error (a grid over the paper's [0.01, 100] range,
 on search seeds disjoint from the 5 evaluation seeds), then both variants train with 5 seeds on the
@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from trials.data import default_data_root  # noqa: E402
 from trials.gnn import GNNParams, main  # noqa: E402
 from trials.graph_data import Graph, load_graph  # noqa: E402
 from trials.params import TrialError  # noqa: E402
@@ -157,7 +158,11 @@ def benchmark_dataset(args: argparse.Namespace, dataset: str) -> dict[str, float
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "datasets"))
+    parser.add_argument(
+        "--data-root",
+        default=default_data_root(),
+        help="root with planetoid/<Name>/raw (default: NSR_DATA_ROOT or the user's data dir)",
+    )
     parser.add_argument("--model", default="sage2")
     parser.add_argument("--datasets", default="cora", help="comma list of graph data sets")
     parser.add_argument("--epochs", type=int, default=100)

@@ -1,6 +1,6 @@
 """GNN trials of the paper's Table 3: GCN and GraphSAGE, 2-4 layers, NSR with the node as sample.
 
-    python -m trials.gnn --model sage2 --dataset cora --data-root ../shared/datasets --layers 1
+    python -m trials.gnn --model sage2 --dataset cora --data-root /path/to/datasets --layers 1
 
 Layer numbering is the paper's (GraphSAGE₁ = NSR on the first layer): for a model with L graph
 convolutions, layer k (1-based) is the output of the k-th convolution — post-ReLU for k < L (zeros
