@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import uvicorn
+from nni_runner import NNIExperiment, free_port, tiny_config
 from synthetic_nni import make_nni_dir
 
 from service.app import create_app
@@ -197,8 +198,22 @@ def test_experiment_page_with_10000_trials(db_url, tmp_path):
         assert n == len(kept)
 
 
-def test_experiment_page_of_a_real_nni_experiment(nni_experiment, db_url):
-    exp = nni_experiment
+@pytest.fixture(scope="module")
+def running_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
+    """A finished NNI experiment whose manager still runs (the page links NNI's UI only then).
+    Its own: the session's shared experiment is stopped by the end-to-end test."""
+    exp = NNIExperiment(home=tmp_path_factory.mktemp("nni-ui"), port=free_port())
+    exp.create(tiny_config())
+    try:
+        exp.wait(timeout=300)
+        yield exp
+    finally:
+        exp.stop()
+
+
+@pytest.mark.nni
+def test_experiment_page_of_a_real_nni_experiment(running_experiment, db_url):
+    exp = running_experiment
     settings = Settings(database_url=db_url, nni_dir=exp.nni_dir, sync_interval=0)
     with serve(settings) as base, browser_page(base) as page:
         assert httpx.post(f"{base}/api/sync", timeout=120).json()["errors"] == []
