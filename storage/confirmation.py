@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import InvalidValue, NotFound
 from storage.models import Experiment, Trial
-from storage.parse import confirmation_name, effective_parameters
+from storage.parse import confirmation_name, effective_parameters, flatten_nested_choice
 from storage.queries import Group, _md, _resolve, _search_trials
 from storage.schemas import ConfirmationPlan, PlannedConfiguration
 from trials import contract
@@ -34,22 +34,10 @@ MAX_SEEDS = 50
 _EXPERIMENT_LEVEL = {"trialCommand", "trialCodeDirectory", "debug"}
 
 
-def _flat(params: dict[str, Any]) -> dict[str, Any]:
-    """NNI's nested-choice values flattened (the Batch tuner hands sets over as they are)."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict) and "_name" in value:
-            out[key] = value["_name"]
-            out.update({k: v for k, v in value.items() if k != "_name"})
-        else:
-            out[key] = value
-    return out
-
-
 def _without_seed(params: dict[str, Any]) -> dict[str, Any]:
     """The parameter set without its seed and without the λ of layers it does not regularize
     (they changed nothing; leaving them out keeps the plan readable)."""
-    flat = _flat(params)
+    flat = flatten_nested_choice(params)
     active: set[int] | None = None
     if contract.LAYERS in flat:
         try:

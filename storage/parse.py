@@ -171,7 +171,7 @@ def config_key(config: dict[str, Any]) -> str:
     return _digest(contract.config_identity(_canonical_values(config)))
 
 
-def _flatten_nested_choice(params: dict[str, Any]) -> dict[str, Any]:
+def flatten_nested_choice(params: dict[str, Any]) -> dict[str, Any]:
     """NNI's nested ``choice`` hands ``{"regularizer": {"_name": "l1", "l1_weight": 0.1}}``; the
     trial flattens it to ``regularizer="l1", l1_weight=0.1``, and so does the reader."""
     flat: dict[str, Any] = {}
@@ -190,7 +190,7 @@ def trial_config(
     """(configuration, where it came from): the report's, else parameters over command flags."""
     if isinstance(final, dict) and isinstance(final.get(contract.CONFIG), dict):
         return _json_safe(final[contract.CONFIG]), CONFIG_FROM_REPORT
-    merged = {**flags, **_flatten_nested_choice(params)}
+    merged = {**flags, **flatten_nested_choice(params)}
     source = CONFIG_FROM_PARAMETERS if params else CONFIG_FROM_COMMAND
     return _canonical_values(_json_safe(merged)), source
 
