@@ -214,23 +214,28 @@ def confirmation_plan(
     )
 
 
-def _experiment_config(
-    source: Experiment, name: str, sets: list[dict[str, Any]], concurrency: int
-) -> dict[str, Any]:
+def rerun_config(source: Experiment, name: str, search_space: dict[str, Any]) -> dict[str, Any]:
+    """A new NNI experiment that runs ``search_space`` the way ``source`` ran its trials: the same
+    command, code directory, training service and GPUs. The caller adds tuner and trial counts."""
     stored: dict[str, Any] = source.config or {}
     service = stored.get("trainingService") or {"platform": "local"}
     if isinstance(service, dict):
         service = {k: v for k, v in service.items() if k not in _EXPERIMENT_LEVEL}
     config: dict[str, Any] = {
         "experimentName": name,
-        "searchSpace": {"combine_params": {"_type": "choice", "_value": sets}},
+        "searchSpace": search_space,
         "trialCommand": source.trial_command,
         "trialCodeDirectory": stored.get("trialCodeDirectory", "."),
-        "trialConcurrency": concurrency,
-        "maxTrialNumber": len(sets),
-        "tuner": {"name": "Batch"},
         "trainingService": service,
     }
     if stored.get("trialGpuNumber") is not None:
         config["trialGpuNumber"] = stored["trialGpuNumber"]
+    return config
+
+
+def _experiment_config(
+    source: Experiment, name: str, sets: list[dict[str, Any]], concurrency: int
+) -> dict[str, Any]:
+    config = rerun_config(source, name, {"combine_params": {"_type": "choice", "_value": sets}})
+    config.update(trialConcurrency=concurrency, maxTrialNumber=len(sets), tuner={"name": "Batch"})
     return config

@@ -20,6 +20,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.confirmation import rerun_config
 from storage.errors import NotFound
 from storage.models import Experiment, Trial, TrialLayer
 from storage.queries import Group, _resolve, _search_trials, layer_recommendation
@@ -88,25 +89,16 @@ def warm_start(session: Session, group: Group) -> WarmStart:
     }
     for k in layers:
         space[contract.lambda_key(k)] = {"_type": "loguniform", "_value": list(ranges[k])}
-    service = stored.get("trainingService") or {"platform": "local"}
-    if isinstance(service, dict):
-        service = {
-            k: v for k, v in service.items() if k not in {"trialCommand", "trialCodeDirectory"}
-        }
-    config: dict[str, Any] = {
-        "experimentName": f"nsr-warm {group.model}/{group.dataset}",
-        "searchSpace": space,
-        "trialCommand": source.trial_command,
-        "trialCodeDirectory": stored.get("trialCodeDirectory", "."),
-        "trialConcurrency": stored.get("trialConcurrency", 1),
-        "maxTrialNumber": stored.get("maxTrialNumber", 20),
-        "tuner": stored.get("tuner") or {"name": "Random"},
-        "trainingService": service,
-    }
+    config = rerun_config(source, f"nsr-warm {group.model}/{group.dataset}", space)
+    config.update(
+        trialConcurrency=stored.get("trialConcurrency", 1),
+        maxTrialNumber=stored.get("maxTrialNumber", 20),
+    )
     if stored.get("advisor"):  # Hyperband/BOHB take the tuner's place
         config["advisor"] = stored["advisor"]
-        del config["tuner"]
-    for key in ("maxExperimentDuration", "assessor", "trialGpuNumber"):
+    else:
+        config["tuner"] = stored.get("tuner") or {"name": "Random"}
+    for key in ("maxExperimentDuration", "assessor"):
         if stored.get(key) is not None:
             config[key] = stored[key]
     return WarmStart(
