@@ -58,7 +58,7 @@ def _short_repr(value: Any, limit: int = 200) -> str:
 def clean_json(value: Any, depth: int = 0) -> Any:
     """A JSON value every back end stores and reads back: ints within 64 bits (larger ones as
     their digits), strings without lone surrogates, at most ``MAX_JSON_DEPTH`` levels (deeper
-    parts as shortened text), non-finite floats as text (like ``parse._json_safe``).
+    parts as shortened text), non-finite floats as text (PostgreSQL's JSON has no NaN).
 
     What orjson serializes as it is (no int beyond 64 bits, no surrogate, at most 255 levels)
     is returned unchanged: the common case, checked in C, since this runs on every trial."""
@@ -106,9 +106,9 @@ def _int_checker(name: str, lo: int, hi: int, nullable: bool) -> Checker:
     return check
 
 
-def _float_checker(value: Any) -> Any:
-    if value is None or (type(value) is float and math.isfinite(value)):
-        return value
+def finite_float(value: Any) -> float | None:
+    """A finite float from an int or a float; None for anything else (bool, text, inf, NaN, an int
+    beyond a double)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
@@ -116,6 +116,12 @@ def _float_checker(value: Any) -> Any:
     except OverflowError:  # an int beyond a double
         return None
     return f if math.isfinite(f) else None
+
+
+def _float_checker(value: Any) -> Any:
+    if value is None or (type(value) is float and math.isfinite(value)):
+        return value  # the common case, without a call
+    return finite_float(value)
 
 
 def _text_checker(column: str, max_len: int | None) -> Checker:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from storage.limits import clean_json, finite_float
 from storage.nni_reader import RawExperiment, RawTrial
 from trials import contract
 
@@ -79,24 +79,14 @@ def decode_metric(text: Any) -> Any:
     return value
 
 
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:  # an int beyond a double
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _number(value: Any) -> float | None:
     """A finite number from a number or numeric text (command flags are text)."""
     if isinstance(value, str):
         try:
-            return _finite(float(value))
+            return finite_float(float(value))
         except ValueError:
             return None
-    return _finite(value)
+    return finite_float(value)
 
 
 def _integer(value: Any) -> int | None:
@@ -123,17 +113,6 @@ def parse_layers(value: Any) -> tuple[str, list[int] | None]:
     except contract.ContractError:
         return str(value), None
     return contract.format_layers(idx), idx
-
-
-def _json_safe(value: Any) -> Any:
-    """Parameters go into a JSON column: PostgreSQL rejects NaN/Infinity, so store them as text."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 _DIGEST_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
@@ -189,10 +168,10 @@ def trial_config(
 ) -> tuple[dict[str, Any], str]:
     """(configuration, where it came from): the report's, else parameters over command flags."""
     if isinstance(final, dict) and isinstance(final.get(contract.CONFIG), dict):
-        return _json_safe(final[contract.CONFIG]), CONFIG_FROM_REPORT
+        return clean_json(final[contract.CONFIG]), CONFIG_FROM_REPORT
     merged = {**flags, **flatten_nested_choice(params)}
     source = CONFIG_FROM_PARAMETERS if params else CONFIG_FROM_COMMAND
-    return _canonical_values(_json_safe(merged)), source
+    return _canonical_values(clean_json(merged)), source
 
 
 @dataclass
@@ -225,8 +204,8 @@ def parse_experiment(raw: RawExperiment) -> ParsedExperiment:
         "model": _text(flags.get(contract.MODEL)),
         "dataset": _text(flags.get(contract.DATASET)),
         "trial_command": command,
-        "search_space": _json_safe(config.get("searchSpace")),
-        "config": _json_safe(config),
+        "search_space": clean_json(config.get("searchSpace")),
+        "config": clean_json(config),
         "status": raw.status,
         "role": "confirmation" if confirms is not None else "search",
         "confirms": confirms,
@@ -250,18 +229,18 @@ def _final(raw: RawTrial) -> tuple[dict[str, float] | None, str | None, Any]:
         return None, None, None
     decoded = decode_metric(raw.final)
     if isinstance(decoded, dict):
-        metrics = {str(k): f for k, v in decoded.items() if (f := _finite(v)) is not None}
+        metrics = {str(k): f for k, v in decoded.items() if (f := finite_float(v)) is not None}
         # A dict without a numeric "default" breaks the contract: keep NNI's text too.
         return metrics, (str(raw.final) if contract.DEFAULT not in metrics else None), decoded
     # A bare number is NNI's "default" metric: keep ranking it as NNI would.
-    value = _finite(decoded)
+    value = finite_float(decoded)
     return ({contract.DEFAULT: value} if value is not None else None), str(raw.final), decoded
 
 
 def parse_trial(
     raw: RawTrial, flags: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    params = _json_safe(dict(raw.parameters))
+    params = clean_json(dict(raw.parameters))
     final_metrics, final_raw, decoded = _final(raw)
     config, config_source = trial_config(params, flags, decoded)
     layers, layer_idx = (
@@ -280,7 +259,7 @@ def parse_trial(
         v = decode_metric(text)
         if isinstance(v, dict):
             v = v.get(contract.DEFAULT)
-        intermediate.append(_finite(v))
+        intermediate.append(finite_float(v))
     epochs = _number(config.get("epochs"))
     epochs_run = metrics.get(contract.EPOCHS_RUN)
     if epochs_run is None and raw.status == "EARLY_STOPPED":
