@@ -13,20 +13,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nni_runner import NNIExperiment, free_port, tiny_config  # noqa: E402
+from nni_runner import NNIExperiment, finished_experiment, tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def nni_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
     """A finished NNI experiment (manager still running): `.id`, `.port`, `.home`, `.trials`,
     `.metrics` (NNI's own REST view, fetched when it ended) and `.stop()` (idempotent)."""
-    exp = NNIExperiment(home=tmp_path_factory.mktemp("nni-home"), port=free_port())
-    exp.create(tiny_config())
-    try:
-        exp.wait(timeout=300)
+    home = tmp_path_factory.mktemp("nni-home")
+    with finished_experiment(home, tiny_config(), timeout=300) as exp:
         yield exp
-    finally:
-        exp.stop()
 
 
 # ------------------------------------------------------------ databases: SQLite and PostgreSQL

@@ -11,6 +11,8 @@ import os
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,20 @@ class NNIExperiment:
             return
         nnictl("stop", self.id, env=nni_env(self.home))
         self.stopped = True
+
+
+@contextmanager
+def finished_experiment(
+    home: Path, config: dict[str, Any], timeout: float
+) -> Iterator[NNIExperiment]:
+    """``config`` run to its end under ``home``; its manager stays up while in use."""
+    exp = NNIExperiment(home=home, port=free_port())
+    exp.create(config)
+    try:
+        exp.wait(timeout=timeout)
+        yield exp
+    finally:
+        exp.stop()
 
 
 def tiny_config(max_trials: int = 3, epochs: int = 2, concurrency: int = 2) -> dict[str, Any]:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
-
-from service.app import create_app
+from live_service import serve
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -25,24 +20,9 @@ OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 
 @pytest.fixture
 def server(settings):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(settings, background_sync=False)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/api/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    assert httpx.post(f"{base}/api/sync").json()["inserted"] == 160
-    yield base
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(settings) as base:
+        assert httpx.post(f"{base}/api/sync").json()["inserted"] == 160
+        yield base
 
 
 def test_pages_show_rows_and_plots(server, tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from nni_runner import REPO, NNIExperiment, free_port
+from nni_runner import REPO, NNIExperiment, finished_experiment
 from sqlalchemy import select
 
 from service.app import create_app
@@ -72,13 +72,9 @@ def decode(text: str) -> Any:
 
 @pytest.fixture(scope="module")
 def early_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
-    exp = NNIExperiment(home=tmp_path_factory.mktemp("nni-early"), port=free_port())
-    exp.create(early_stopping_config())
-    try:
-        exp.wait(timeout=480)
+    home = tmp_path_factory.mktemp("nni-early")
+    with finished_experiment(home, early_stopping_config(), timeout=480) as exp:
         yield exp
-    finally:
-        exp.stop()
 
 
 def ran_parameters(exp: NNIExperiment) -> dict[str, dict[str, Any]]:

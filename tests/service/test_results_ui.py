@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +15,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
-from nni_runner import NNIExperiment, free_port, tiny_config
+from live_service import serve
+from nni_runner import NNIExperiment, finished_experiment, tiny_config
 from synthetic_nni import make_nni_dir
 
-from service.app import create_app
 from service.settings import Settings
 
 pytestmark = pytest.mark.browser
@@ -31,29 +28,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 PLOTS = ["plot-history", "plot-slice", "plot-parcoords", "plot-importance", "plot-curves",
          "plot-variance"]  # fmt: skip
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(settings, background_sync=False)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/api/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    try:
-        yield base
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextmanager
@@ -202,13 +176,9 @@ def test_experiment_page_with_10000_trials(db_url, tmp_path):
 def running_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
     """A finished NNI experiment whose manager still runs (the page links NNI's UI only then).
     Its own: the session's shared experiment is stopped by the end-to-end test."""
-    exp = NNIExperiment(home=tmp_path_factory.mktemp("nni-ui"), port=free_port())
-    exp.create(tiny_config())
-    try:
-        exp.wait(timeout=300)
+    home = tmp_path_factory.mktemp("nni-ui")
+    with finished_experiment(home, tiny_config(), timeout=300) as exp:
         yield exp
-    finally:
-        exp.stop()
 
 
 @pytest.mark.nni
