@@ -23,6 +23,10 @@ import httpx
 from storage.errors import SourceError
 from storage.limits import clean_json
 
+# An int for most tuners; Hyperband's is text, "<bracket>_<round>_<index>" (e.g. "0-4_1_3").
+ParameterId = int | str
+MAX_ID_CHARS = 64
+ParameterSets = dict[ParameterId, dict[str, Any]]  # every set NNI handed out, by its id
 TERMINAL_EVENTS = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
 
 
@@ -48,8 +52,8 @@ class RawTrial:
     end_time: int | None
     final: str | None = None  # NNI's stored text of the first FINAL metric
     intermediate: list[str] = field(default_factory=list)  # stored text, in sequence order
-    parameter_id: int | None = None  # the parameter set NNI's trial record names
-    reported_parameter_id: int | None = None  # the set the trial's own metrics name
+    parameter_id: ParameterId | None = None  # the parameter set NNI's trial record names
+    reported_parameter_id: ParameterId | None = None  # the set the trial's own metrics name
 
 
 @dataclass
@@ -63,6 +67,16 @@ class RawExperiment:
     source: str
     source_stamp: str | None
     trials: list[RawTrial]
+
+
+def _parameter_id(value: Any) -> ParameterId | None:
+    """NNI's id of a parameter set: an int for most tuners, text for Hyperband ("0-4_1_3")."""
+    number = _int_or_none(value)
+    if number is not None:
+        return number
+    if isinstance(value, str) and value and value != "N/A" and len(value) <= MAX_ID_CHARS:
+        return value
+    return None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -114,8 +128,9 @@ def experiment_db_path(entry: RegistryEntry, nni_dir: Path) -> Path:
 
 
 # Part of every source stamp: raise it when the reader changes what it makes of the same file, so
-# that the next sync reads stopped experiments again (2: trials' parameters from their metrics).
-READER_VERSION = 2
+# that the next sync reads stopped experiments again (2: trials' parameters from their metrics;
+# 3: Hyperband's text parameter ids, and its short-budget trials stored as partial).
+READER_VERSION = 3
 
 
 def source_stamp(db_path: Path) -> str | None:
@@ -160,10 +175,10 @@ def _parameters_of(hparam: dict[str, Any] | None) -> dict[str, Any]:
     return params if isinstance(params, dict) else {"value": params}
 
 
-def _start_with(trial: RawTrial, hparam: dict[str, Any], sets: dict[int, dict[str, Any]]) -> None:
+def _start_with(trial: RawTrial, hparam: dict[str, Any], sets: ParameterSets) -> None:
     """Record the parameter set NNI says ``trial`` was started with (and every set by its id)."""
     params = _parameters_of(hparam)
-    pid = _int_or_none(hparam.get("parameter_id"))
+    pid = _parameter_id(hparam.get("parameter_id"))
     if pid is not None:
         sets.setdefault(pid, params)
     if not trial.parameters:  # the first set is the one the trial was started with
@@ -171,7 +186,7 @@ def _start_with(trial: RawTrial, hparam: dict[str, Any], sets: dict[int, dict[st
         trial.parameter_id = pid
 
 
-def reconcile_parameters(trials: dict[str, RawTrial], sets: dict[int, dict[str, Any]]) -> None:
+def reconcile_parameters(trials: dict[str, RawTrial], sets: ParameterSets) -> None:
     """Give each trial the parameter set it really trained with.
 
     NNI 3.0's local training service can hand two trials started together each other's
@@ -183,7 +198,7 @@ def reconcile_parameters(trials: dict[str, RawTrial], sets: dict[int, dict[str, 
     """
     claimed = {t.reported_parameter_id: t for t in trials.values()
                if t.reported_parameter_id is not None}  # fmt: skip
-    actual: dict[str, int] = {}
+    actual: dict[str, ParameterId] = {}
     for t in trials.values():
         if t.reported_parameter_id is not None:
             actual[t.trial_job_id] = t.reported_parameter_id
@@ -298,7 +313,7 @@ def read_sqlite(
     # Called every 10,000 SQLite steps: a nonzero answer interrupts the statement.
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     trials: dict[str, RawTrial] = {}
-    sets: dict[int, dict[str, Any]] = {}
+    sets: ParameterSets = {}
     try:
         # No SQL function of the file's schema runs (defence in depth beside _check_schema).
         conn.execute("PRAGMA trusted_schema=OFF")
@@ -359,7 +374,7 @@ def read_sqlite(
 
 
 def _replay_events(
-    events: Iterable[tuple[Any, ...]], trials: dict[str, RawTrial], sets: dict[int, dict[str, Any]]
+    events: Iterable[tuple[Any, ...]], trials: dict[str, RawTrial], sets: ParameterSets
 ) -> None:
     """NNI's replay of TrialJobEvent rows (``getTrialJobsByReplayEvents``), in arrival order."""
     for job_id, event, data, seq_id, ts in events:
@@ -399,7 +414,7 @@ def _attach_metrics(trials: dict[str, RawTrial], metrics: Any) -> None:
         if trial is None:
             continue
         if trial.reported_parameter_id is None:
-            trial.reported_parameter_id = _int_or_none(parameter_id)
+            trial.reported_parameter_id = _parameter_id(parameter_id)
         if mtype == "FINAL":
             if trial.final is None:  # NNI, too, keeps the first FINAL
                 trial.final = data
@@ -440,7 +455,7 @@ def read_rest(entry: RegistryEntry, status: str, timeout: float = 10.0) -> RawEx
     except (httpx.HTTPError, ValueError) as exc:
         raise SourceError(f"NNI manager on port {entry.port} did not answer: {exc}") from exc
     trials: dict[str, RawTrial] = {}
-    sets: dict[int, dict[str, Any]] = {}
+    sets: ParameterSets = {}
     for job in jobs:
         trial = RawTrial(
             trial_job_id=job["trialJobId"],

@@ -33,6 +33,9 @@ CONFIG_FROM_REPORT = "report"
 CONFIG_FROM_PARAMETERS = "parameters"
 CONFIG_FROM_COMMAND = "command"
 UNKNOWN_BUDGET = "unknown"  # a foreign trial that names none of the budget keys
+# Multi-fidelity algorithms and the class argument that is their full budget (in epochs here):
+# a trial they ran on less is that search's partial trial, like an early-stopped one.
+FULL_BUDGET_ARG = {"Hyperband": "R", "BOHB": "max_budget"}
 
 
 def parse_trial_command(command: str | None) -> dict[str, Any]:
@@ -198,6 +201,7 @@ def parse_experiment(raw: RawExperiment) -> ParsedExperiment:
         command = config["trial"].get("command")
     flags = parse_trial_command(command)
     confirms = confirmed_searches(raw.name)
+    full_epochs = full_budget_epochs(config)
     row = {
         "nni_id": raw.nni_id,
         "name": raw.name,
@@ -215,8 +219,30 @@ def parse_experiment(raw: RawExperiment) -> ParsedExperiment:
         "source_stamp": raw.source_stamp,
     }
     row["fingerprint"] = _digest({k: v for k, v in row.items() if k != "source_stamp"})
-    trials = [parse_trial(t, flags) for t in raw.trials]
+    trials = [parse_trial(t, flags, full_epochs) for t in raw.trials]
     return ParsedExperiment(row=row, trials=trials)
+
+
+def full_budget_epochs(config: dict[str, Any]) -> float | None:
+    """The full budget, in epochs, of a search run by a multi-fidelity algorithm, else None.
+
+    Hyperband and BOHB hand their trials ``TRIAL_BUDGET`` epochs up to ``R`` (``max_budget``);
+    ours is named by class (``advisors.hyperband.Hyperband``), NNI's by name, v1 configs by
+    ``builtinAdvisorName``."""
+    for role in ("advisor", "tuner"):
+        algo = config.get(role)
+        if not isinstance(algo, dict):
+            continue
+        name = algo.get("name") or algo.get("builtinAdvisorName") or algo.get("builtinTunerName")
+        name = name or str(algo.get("className") or "").rpartition(".")[2]
+        arg = FULL_BUDGET_ARG.get(str(name))
+        args = algo.get("classArgs")
+        if arg is None or not isinstance(args, dict):
+            continue
+        value = finite_float(args.get(arg))
+        if value is not None and value > 0:
+            return value
+    return None
 
 
 def _text(value: Any) -> str | None:
@@ -238,7 +264,7 @@ def _final(raw: RawTrial) -> tuple[dict[str, float] | None, str | None, Any]:
 
 
 def parse_trial(
-    raw: RawTrial, flags: dict[str, Any]
+    raw: RawTrial, flags: dict[str, Any], full_epochs: float | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     params = clean_json(dict(raw.parameters))
     final_metrics, final_raw, decoded = _final(raw)
@@ -264,6 +290,13 @@ def parse_trial(
     epochs_run = metrics.get(contract.EPOCHS_RUN)
     if epochs_run is None and raw.status == "EARLY_STOPPED":
         epochs_run = float(len(intermediate))
+    # A multi-fidelity search's trial on fewer epochs than the search's full budget: ranked (and
+    # keyed) with that budget as partial, as an early-stopped trial is; its config says what ran.
+    ranked = config
+    if full_epochs is not None and epochs is not None and epochs < full_epochs:
+        ranked = {**config, "epochs": full_epochs}
+        epochs_run = epochs if epochs_run is None else epochs_run
+        epochs = full_epochs
     # Partial: not a full-budget result (stopped early, or fewer epochs than the budget).
     partial = raw.status != "SUCCEEDED" or (
         epochs is not None and epochs_run is not None and epochs_run < epochs
@@ -281,8 +314,8 @@ def parse_trial(
         "parameters": params,
         "config": config,
         "config_source": config_source,
-        "config_key": config_key(config),
-        "budget": contract.budget_of(_canonical_values(config)) or UNKNOWN_BUDGET,
+        "config_key": config_key(ranked),
+        "budget": contract.budget_of(_canonical_values(ranked)) or UNKNOWN_BUDGET,
         "partial": partial,
         "epochs_run": int(epochs_run) if epochs_run is not None else None,
         "layers": layers,

@@ -1,0 +1,1 @@
+"""NNI-side algorithms our search spaces name by class (``advisor: {className: ...}``)."""
