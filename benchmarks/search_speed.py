@@ -1,22 +1,28 @@
-"""The same MLP-4 search run plain and with early stopping (NNI's Medianstop), over tuner seeds.
+"""The same MLP-4 search run plain and with early stopping (Hyperband), over tuner seeds.
 
-    .venv/bin/python benchmarks/search_speed.py            # ~12 min on 2 cores
+    .venv/bin/python benchmarks/search_speed.py            # ~30 min on 2 cores
+    .venv/bin/python benchmarks/search_speed.py --arms plain,hyperband,medianstop
 
-Each tuner seed runs two real NNI experiments with the same Random tuner seed, so both draw the
-same configurations: ``plain`` trains every trial for the full budget, ``early`` adds the
-Medianstop assessor on the per-epoch validation error (``search_spaces/*-early.yml`` use the same
-rule). The two run one after the other per seed, so load from other processes on the machine hits
-both alike; compare the ratios, not the absolute seconds. Printed per search: wall time (create to
-done), trial-epochs spent, trials stopped early, the best validation error of a full-budget trial;
-then the best configuration of every search re-run over fresh training seeds (the quality check:
-a best error reached by luck of one seed shows here), and the early/plain ratios.
+One search samples N configurations of mlp4.yml's space (layers, λ per layer) for MLP-4 on
+Fashion-MNIST with a full budget of R epochs. Arms, each a real NNI experiment per tuner seed:
 
-Measured once (2026-11-25, the defaults, 2 cores shared with other sessions at load 9-15):
-early/plain wall 0.74 ± 0.29 (0.41, 0.96, 0.86: load swings dominate), trial-epochs 0.87 ± 0.12
-(56, 44, 56 of 60); every search found the same best configuration with and without stopping
-(re-run 13.56 % either way; noise 0.4 pp). The 0.5x target is not met with Medianstop here: it
-stops only trials worse than the median finished trial's running mean, and in this space only
-1-4 of 10 trials are that bad (diverged λ); each trial's ~4 s start-up is paid either way.
+- ``plain``: NNI's Random tuner (seeded); every one of the N configurations trains R epochs.
+- ``hyperband``: successive halving over the same number of configurations: Hyperband's first
+  (most aggressive) bracket, from ``advisors.hyperband.Hyperband`` (NNI's algorithm, seeded and
+  runnable on NNI 3.0), ``exec_mode: serial``. N = eta^s configurations train 1 epoch, the best
+  1/eta of them train eta times longer (a fresh trial each: NNI's Hyperband does not resume), up
+  to one configuration on R epochs. With R = 27 and eta = 3: 27 x 1, 9 x 3, 3 x 9, 1 x 27 epochs.
+- ``medianstop`` (optional): the plain search plus NNI's Medianstop assessor, as in
+  ``search_spaces/*-early.yml``.
+
+Printed per search: wall time (create to done), trials, trial-epochs spent, the best validation
+error of a full-budget (R-epoch) trial and its configuration. Then each search's best
+configuration re-run on R epochs over fresh training seeds (the quality check: a best error
+reached by luck of one seed shows here), the seed-to-seed noise, and the ratios against plain.
+Searches of one seed run one after the other, so load from other processes hits the arms alike;
+compare the ratios, not the absolute seconds.
+
+Measured: see the closing lines of this docstring after a run (filled in by hand).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 import statistics
 import sys
@@ -36,14 +43,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from nni.algorithms.hpo.hyperband_advisor import Bracket
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from service.quickstart import create_experiment, nnictl  # noqa: E402
+from trials import contract  # noqa: E402
 from trials.mlp import MLPParams  # noqa: E402
 from trials.mlp import main as train_mlp  # noqa: E402
 
+ARMS = ("plain", "hyperband", "medianstop")
 FINISHED = {"DONE", "STOPPED", "ERROR"}
 # NNI 3.0's local training service records an assessor's stop as USER_CANCELED (its V3asV1 wrapper
 # sets the early-stop flag only after the stopped trial has ended): both mean "stopped".
@@ -60,8 +70,19 @@ class Search:
     trials: int
     stopped: int
     trial_epochs: int
-    best_val: float
+    best_val: float  # the best validation error % of a full-budget trial
     best_params: dict[str, Any]
+
+
+def bracket_rounds(R: int, eta: int) -> list[tuple[int, int]]:  # noqa: N803 - Hyperband's name
+    """(configurations, epochs) of each round of Hyperband's first bracket, as NNI computes them."""
+    s_max = math.floor(math.log(R, eta) + 1e-6)
+    bracket = Bracket("0", s_max, s_max, eta, R, "minimize")
+    rounds = []
+    for i in range(s_max + 1):
+        bracket.i = i
+        rounds.append(bracket.get_n_r())
+    return rounds
 
 
 def nni_env(home: Path) -> dict[str, str]:
@@ -85,9 +106,11 @@ def decode(value: str) -> Any:
     return value
 
 
-def run_search(args: argparse.Namespace, tuner_seed: int, early: bool, port: int) -> Search:
+def experiment_config(args: argparse.Namespace, arm: str, seed: int) -> dict[str, Any]:
+    rounds = bracket_rounds(args.epochs, args.eta)
+    configs = rounds[0][0]  # the search's N, for every arm
     config: dict[str, Any] = {
-        "experimentName": f"search-speed-{'early' if early else 'plain'}-{tuner_seed}",
+        "experimentName": f"search-speed-{arm}-{seed}",
         "searchSpace": SEARCH_SPACE,
         "trialCommand": (
             f"python -m trials.mlp --model mlp4 --dataset {args.dataset} --epochs {args.epochs} "
@@ -95,43 +118,64 @@ def run_search(args: argparse.Namespace, tuner_seed: int, early: bool, port: int
         ),
         "trialCodeDirectory": str(REPO),
         "trialConcurrency": args.concurrency,
-        "maxTrialNumber": args.trials,
-        "maxExperimentDuration": "30m",
-        "tuner": {"name": "Random", "classArgs": {"seed": tuner_seed}},
+        "maxTrialNumber": configs,
+        "maxExperimentDuration": "2h",
         "trainingService": {"platform": "local"},
     }
-    if early:
+    if arm == "hyperband":
+        config["maxTrialNumber"] = sum(n for n, _ in rounds)  # exactly the first bracket
+        config["advisor"] = {
+            "codeDirectory": str(REPO),
+            "className": "advisors.hyperband.Hyperband",
+            "classArgs": {"optimize_mode": "minimize", "R": args.epochs, "eta": args.eta,
+                          "exec_mode": "serial", "seed": seed},  # fmt: skip
+        }
+    else:
+        config["tuner"] = {"name": "Random", "classArgs": {"seed": seed}}
+    if arm == "medianstop":
         config["assessor"] = {
             "name": "Medianstop",
             "classArgs": {"optimize_mode": "minimize", "start_step": args.start_step},
         }
+    return config
+
+
+def run_search(args: argparse.Namespace, arm: str, seed: int) -> Search:
     with tempfile.TemporaryDirectory(prefix="nni-home-") as home:
         path = Path(home) / "experiment.yml"
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(experiment_config(args, arm, seed)))
         env = nni_env(Path(home))
         t0 = time.perf_counter()
-        exp_id = create_experiment(path, port, env=env)
+        exp_id = create_experiment(path, args.port, env=env)
         try:
-            while rest(port, "check-status")["status"] not in FINISHED:
+            while rest(args.port, "check-status")["status"] not in FINISHED:
                 time.sleep(0.5)
             wall = time.perf_counter() - t0
-            jobs = rest(port, "trial-jobs")
-            metrics = rest(port, "metric-data")
+            jobs = rest(args.port, "trial-jobs")
+            metrics = rest(args.port, "metric-data")
         finally:
             nnictl("stop", exp_id, env=env)
-    sets: dict[int, dict[str, Any]] = {}
+    sets: dict[str, dict[str, Any]] = {}
     for job in jobs:
         for h in job.get("hyperParameters") or []:
             hp = json.loads(h)
-            sets[int(hp["parameter_id"])] = hp["parameters"]
-    epochs = sum(1 for m in metrics if m["type"] == "PERIODICAL")
-    finals = [(decode(m["data"])["default"], sets[int(m["parameterId"])])
-              for m in metrics if m["type"] == "FINAL"]  # fmt: skip
-    best_val, best_params = min(finals, key=lambda f: f[0])
-    stopped = sum(1 for j in jobs if j["status"] in STOPPED)
+            sets[str(hp["parameter_id"])] = hp["parameters"]
     failed = [j["trialJobId"] for j in jobs if j["status"] not in {"SUCCEEDED", *STOPPED}]
     if failed:
         raise RuntimeError(f"trials {failed} of {exp_id} did not succeed")
+    finals = []
+    for m in metrics:
+        if m["type"] != "FINAL":
+            continue
+        report = decode(m["data"])
+        # Full budget only: Hyperband's shorter rounds are not comparable with R-epoch trials.
+        if report.get(contract.EPOCHS_RUN) == args.epochs:
+            params = dict(sets[str(m["parameterId"])])
+            params.pop(contract.TRIAL_BUDGET, None)
+            finals.append((float(report[contract.DEFAULT]), params))
+    best_val, best_params = min(finals, key=lambda f: f[0])
+    epochs = sum(1 for m in metrics if m["type"] == "PERIODICAL")
+    stopped = sum(1 for j in jobs if j["status"] in STOPPED)
     return Search(wall, len(jobs), stopped, epochs, best_val, best_params)
 
 
@@ -151,56 +195,86 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
 
-def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--start-step", type=int, default=2, help="Medianstop's start_step")
-    parser.add_argument("--tuner-seeds", default="1,2,3")
-    parser.add_argument("--rerun-seeds", default="100,101", help="fresh training seeds")
-    parser.add_argument("--rerun-threads", type=int, default=2)
-    parser.add_argument("--port", type=int, default=18731)
-    args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.tuner_seeds.split(",")]
-    rerun_seeds = [int(s) for s in args.rerun_seeds.split(",")]
-    started = time.perf_counter()
-    print(f"MLP-4 on {args.dataset}: {args.trials} trials x {args.epochs} epochs (lr {args.lr}), "
-          f"{args.concurrency} at a time, Random tuner; early = + Medianstop(start_step="
-          f"{args.start_step}); tuner seeds {seeds}", flush=True)  # fmt: skip
-    results: dict[str, list[Search]] = {"plain": [], "early": []}
-    print(f"\n  {'search':<8} {'seed':>4} {'wall s':>8} {'trials':>6} {'stopped':>7} "
-          f"{'epochs':>6} {'best val %':>10}  best configuration")  # fmt: skip
-    for seed in seeds:
-        for arm in ("plain", "early"):
-            s = run_search(args, seed, arm == "early", args.port)
-            results[arm].append(s)
-            config = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in sorted(s.best_params.items()))  # fmt: skip
-            print(f"  {arm:<8} {seed:>4} {s.wall_s:8.1f} {s.trials:>6} {s.stopped:>7} "
-                  f"{s.trial_epochs:>6} {s.best_val:10.2f}  {config}", flush=True)  # fmt: skip
+def describe(params: dict[str, Any]) -> str:
+    """The configuration as it trained: λ of the layers it regularizes only."""
+    layers = str(params.get(contract.LAYERS, "none"))
+    active = [] if layers == "none" else layers.split(",")
+    lams = " ".join(f"λ{k}={params[f'lambda_{k}']:.3g}" for k in active if f"lambda_{k}" in params)
+    return f"layers={layers} {lams}".strip()
 
-    print(f"\nBest configuration of each search re-run with fresh seeds {rerun_seeds} "
-          "(validation error %)")  # fmt: skip
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    arms_help = f"comma-separated, the first is the reference; of {', '.join(ARMS)}"
+    parser.add_argument("--arms", default="plain,hyperband", help=arms_help)
+    parser.add_argument("--dataset", default="fashion-mnist", help="the trials' data set")
+    parser.add_argument("--epochs", type=int, default=27, help="R: the full budget of a trial")
+    parser.add_argument("--eta", type=int, default=3, help="Hyperband's halving rate")
+    parser.add_argument("--lr", type=float, default=0.05, help="the trials' learning rate")
+    parser.add_argument("--concurrency", type=int, default=2, help="trials at a time")
+    parser.add_argument("--start-step", type=int, default=3, help="Medianstop's start_step")
+    parser.add_argument("--tuner-seeds", default="1,2,3", help="one search per arm per seed")
+    parser.add_argument("--rerun-seeds", default="100,101,102", help="fresh training seeds")
+    parser.add_argument("--rerun-threads", type=int, default=2, help="torch threads of re-runs")
+    parser.add_argument("--port", type=int, default=18731, help="NNI manager's port")
+    args = parser.parse_args(argv)
+    args.arm_list = [a.strip() for a in args.arms.split(",") if a.strip()]
+    bad = [a for a in args.arm_list if a not in ARMS]
+    if bad or len(args.arm_list) < 2:
+        parser.error(f"--arms {args.arms!r}: give two or more of {', '.join(ARMS)}")
+    if args.epochs < args.eta or args.eta < 2:
+        parser.error(f"--epochs {args.epochs} --eta {args.eta}: need eta >= 2 and epochs >= eta")
+    try:
+        args.seeds = [int(s) for s in args.tuner_seeds.split(",")]
+        args.rerun_seed_list = [int(s) for s in args.rerun_seeds.split(",")]
+    except ValueError as exc:
+        parser.error(f"seeds must be comma-separated integers: {exc}")
+    return args
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    rounds = bracket_rounds(args.epochs, args.eta)
+    print(f"MLP-4 on {args.dataset}: {rounds[0][0]} configurations, full budget {args.epochs} "
+          f"epochs (lr {args.lr}), {args.concurrency} trials at a time; tuner seeds {args.seeds}",
+          flush=True)  # fmt: skip
+    if "hyperband" in args.arm_list:
+        plan = ", ".join(f"{n} x {r}" for n, r in rounds)
+        print(f"  hyperband: first bracket, eta {args.eta}: {plan} (configurations x epochs)")
+    if "medianstop" in args.arm_list:
+        print(f"  medianstop: Random + Medianstop(start_step={args.start_step})")
+    results: dict[str, list[Search]] = {arm: [] for arm in args.arm_list}
+    print(f"\n  {'search':<10} {'seed':>4} {'wall s':>8} {'trials':>6} {'stopped':>7} "
+          f"{'epochs':>6} {'best val %':>10}  best configuration")  # fmt: skip
+    for seed in args.seeds:
+        for arm in args.arm_list:
+            s = run_search(args, arm, seed)
+            results[arm].append(s)
+            print(f"  {arm:<10} {seed:>4} {s.wall_s:8.1f} {s.trials:>6} {s.stopped:>7} "
+                  f"{s.trial_epochs:>6} {s.best_val:10.2f}  {describe(s.best_params)}",
+                  flush=True)  # fmt: skip
+
+    print(f"\nBest configuration of each search re-run on {args.epochs} epochs with fresh seeds "
+          f"{args.rerun_seed_list} (validation error %)")  # fmt: skip
     cache: dict[str, list[float]] = {}
-    reruns: dict[str, list[float]] = {"plain": [], "early": []}
+    reruns: dict[str, list[float]] = {arm: [] for arm in args.arm_list}
     for arm, searches in results.items():
-        for seed, s in zip(seeds, searches, strict=True):
+        for seed, s in zip(args.seeds, searches, strict=True):
             key = json.dumps(s.best_params, sort_keys=True)
             if key not in cache:
-                cache[key] = rerun(args, s.best_params, rerun_seeds)
+                cache[key] = rerun(args, s.best_params, args.rerun_seed_list)
             reruns[arm].append(statistics.mean(cache[key]))
-            print(f"  {arm:<8} tuner seed {seed}: {mean_std(cache[key])}", flush=True)
+            print(f"  {arm:<10} tuner seed {seed}: {mean_std(cache[key])}  "
+                  f"{describe(s.best_params)}", flush=True)  # fmt: skip
 
-    plain, early = results["plain"], results["early"]
-    ratios = [e.wall_s / p.wall_s for p, e in zip(plain, early, strict=True)]
-    epoch_ratios = [e.trial_epochs / p.trial_epochs for p, e in zip(plain, early, strict=True)]
-    print(f"\nSummary over {len(seeds)} tuner seeds (mean ± std across seeds)")
-    for arm in ("plain", "early"):
+    print(f"\nSummary over {len(args.seeds)} tuner seeds (mean ± std across seeds)")
+    for arm in args.arm_list:
         r = results[arm]
-        print(f"  {arm:<8} wall {mean_std([s.wall_s for s in r]):>14} s   trial-epochs "
+        print(f"  {arm:<10} wall {mean_std([s.wall_s for s in r]):>14} s   trial-epochs "
               f"{mean_std([float(s.trial_epochs) for s in r]):>14}   best val "
               f"{mean_std([s.best_val for s in r]):>12} %   re-run "
               f"{mean_std(reruns[arm]):>12} %")  # fmt: skip
@@ -208,14 +282,17 @@ def cli(argv: list[str] | None = None) -> int:
     # configuration over the fresh seeds), not the spread of the searches' means.
     spreads = [statistics.variance(v) for v in cache.values() if len(v) > 1]
     noise = statistics.mean(spreads) ** 0.5 if spreads else 0.0
-    gap = statistics.mean(reruns["early"]) - statistics.mean(reruns["plain"])
-    print(f"  wall time early/plain: {mean_std(ratios)} (target <= 0.5); trial-epochs "
-          f"early/plain: {mean_std(epoch_ratios)}")  # fmt: skip
-    print(
-        f"  quality: re-run error early - plain = {gap:+.2f} pp; seed-to-seed noise (pooled std "
-        f"of a configuration's re-runs) = {noise:.2f} pp -> "
-        f"{'same quality within the noise' if abs(gap) <= noise else 'outside the noise'}"
-    )
+    reference = args.arm_list[0]
+    for arm in args.arm_list[1:]:
+        pairs = list(zip(results[reference], results[arm], strict=True))
+        wall = [e.wall_s / p.wall_s for p, e in pairs]
+        epochs = [e.trial_epochs / p.trial_epochs for p, e in pairs]
+        gap = statistics.mean(reruns[arm]) - statistics.mean(reruns[reference])
+        verdict = "same quality within the noise" if abs(gap) <= noise else "outside the noise"
+        print(f"  {arm}/{reference}: wall time {mean_std(wall)} (target <= 0.5), trial-epochs "
+              f"{mean_std(epochs)}; re-run error {arm} - {reference} = {gap:+.2f} pp, "
+              f"seed-to-seed noise (pooled std of a configuration's re-runs) {noise:.2f} pp "
+              f"-> {verdict}")  # fmt: skip
     print(f"  ({time.perf_counter() - started:.0f} s in all)")
     return 0
 
