@@ -17,13 +17,31 @@ This subclass changes exactly those two things; the brackets, the successive hal
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+from nni.algorithms.hpo.hyperband_advisor import Bracket
 from nni.algorithms.hpo.hyperband_advisor import Hyperband as NNIHyperband
 
 EXEC_MODES = ("parallelism", "serial")
 OPTIMIZE_MODES = ("minimize", "maximize")
+
+
+def brackets(R: int, eta: int) -> list[list[tuple[int, int]]]:  # noqa: N803 - Hyperband's name
+    """One Hyperband iteration as NNI runs it: per bracket (most aggressive first), the
+    (configurations, epochs) of each round. Its trial count is what ``maxTrialNumber`` must allow
+    for every bracket to finish (R=100, eta=3: 206 trials, 143 configurations)."""
+    s_max = math.floor(math.log(R, eta) + 1e-6)  # NNI's own rounding (its _epsilon)
+    out = []
+    for s in range(s_max, -1, -1):
+        bracket = Bracket(str(s), s, s_max, eta, R, "minimize")
+        rounds = []
+        for i in range(s + 1):
+            bracket.i = i
+            rounds.append(bracket.get_n_r())
+        out.append(rounds)
+    return out
 
 
 class Hyperband(NNIHyperband):

@@ -32,7 +32,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import math
 import os
 import statistics
 import sys
@@ -43,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from nni.algorithms.hpo.hyperband_advisor import Bracket
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from advisors.hyperband import brackets  # noqa: E402
 from service.quickstart import create_experiment, nnictl  # noqa: E402
 from trials import contract  # noqa: E402
 from trials.mlp import MLPParams  # noqa: E402
@@ -76,13 +75,7 @@ class Search:
 
 def bracket_rounds(R: int, eta: int) -> list[tuple[int, int]]:  # noqa: N803 - Hyperband's name
     """(configurations, epochs) of each round of Hyperband's first bracket, as NNI computes them."""
-    s_max = math.floor(math.log(R, eta) + 1e-6)
-    bracket = Bracket("0", s_max, s_max, eta, R, "minimize")
-    rounds = []
-    for i in range(s_max + 1):
-        bracket.i = i
-        rounds.append(bracket.get_n_r())
-    return rounds
+    return brackets(R, eta)[0]
 
 
 def nni_env(home: Path) -> dict[str, str]:

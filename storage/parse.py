@@ -294,9 +294,11 @@ def parse_trial(
     # keyed) with that budget as partial, as an early-stopped trial is; its config says what ran.
     ranked = config
     if full_epochs is not None and epochs is not None and epochs < full_epochs:
-        ranked = {**config, "epochs": full_epochs}
+        # 27, not 27.0: the budget text and configuration key of a trial reporting "epochs": 27.
+        full = int(full_epochs) if float(full_epochs).is_integer() else full_epochs
+        ranked = {**config, "epochs": full}
         epochs_run = epochs if epochs_run is None else epochs_run
-        epochs = full_epochs
+        epochs = full
     # Partial: not a full-budget result (stopped early, or fewer epochs than the budget).
     partial = raw.status != "SUCCEEDED" or (
         epochs is not None and epochs_run is not None and epochs_run < epochs

@@ -10,6 +10,7 @@ from storage.parse import (
     confirmation_name,
     confirmed_searches,
     decode_metric,
+    full_budget_epochs,
     parse_layers,
     parse_trial,
     parse_trial_command,
@@ -152,3 +153,41 @@ def test_confirmation_experiments_are_recognised_by_name():
     assert confirmed_searches(name) == ["abc123", "xyz789"]
     assert confirmed_searches("nsr-quickstart-mlp4-digits") is None
     assert confirmed_searches(None) is None
+
+
+@pytest.mark.parametrize("config,expected", [
+    ({"advisor": {"name": "Hyperband", "classArgs": {"R": 27, "eta": 3}}}, 27.0),
+    ({"advisor": {"className": "advisors.hyperband.Hyperband", "classArgs": {"R": 100}}}, 100.0),
+    ({"tuner": {"name": "BOHB", "classArgs": {"max_budget": 9}}}, 9.0),
+    ({"advisor": {"builtinAdvisorName": "Hyperband", "classArgs": {"R": 81}}}, 81.0),  # v1
+    ({"tuner": {"name": "Random", "classArgs": {"R": 27}}}, None),
+    ({"advisor": {"name": "Hyperband", "classArgs": {"R": "x"}}}, None),
+    ({"advisor": {"name": "Hyperband", "classArgs": {"R": -3}}}, None),
+    ({"advisor": {"name": "Hyperband"}}, None),
+    ({}, None),
+])  # fmt: skip
+def test_full_budget_of_a_multi_fidelity_search(config, expected):
+    assert full_budget_epochs(config) == expected
+
+
+def test_hyperband_short_budget_trials_are_partial_at_the_search_budget():
+    """Hyperband's 1-epoch trial of a 27-epoch search is that search's partial result, like an
+    early-stopped trial: same budget and configuration key as the 27-epoch trial of the same
+    configuration, ranked only when asked; its own config still says what ran."""
+
+    def hyperband_trial(epochs):
+        config = {"entry": "mlp", "model": "mlp4", "dataset": "digits", "layers": "3",
+                  "lambda_3": 2.0, "seed": 0, "epochs": epochs, "lr": 0.05, "batch_size": 100}
+        final = {"default": 20.0 - epochs / 10, "epochs_run": epochs, "config": config}
+        return raw({"layers": "3", "lambda_3": 2.0, "TRIAL_BUDGET": epochs}, nni_text(final))
+
+    short, _ = parse_trial(hyperband_trial(1), CMD, full_epochs=27.0)
+    full, _ = parse_trial(hyperband_trial(27), CMD, full_epochs=27.0)
+    assert short["partial"] is True and short["epochs_run"] == 1
+    assert short["config"]["epochs"] == 1
+    assert full["partial"] is False and full["epochs_run"] == 27
+    assert short["budget"] == full["budget"] == "epochs=27 lr=0.05 batch_size=100"
+    assert short["config_key"] == full["config_key"]
+    # Outside a multi-fidelity search, a 1-epoch trial is a full result of its own 1-epoch budget.
+    alone, _ = parse_trial(hyperband_trial(1), CMD)
+    assert alone["partial"] is False and alone["budget"] == "epochs=1 lr=0.05 batch_size=100"
