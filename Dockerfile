@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY trials/ trials/
 COPY storage/ storage/
 COPY service/ service/
+COPY advisors/ advisors/
 COPY search_spaces/ search_spaces/
 
 RUN python -m venv .venv \

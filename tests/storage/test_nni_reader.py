@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -42,6 +43,35 @@ def test_trials_get_the_parameter_set_their_metrics_name(tmp_path: Path) -> None
     assert trials["T00004"].parameters == recorded[4]
     assert trials["T00005"].parameters == recorded[5]
     assert [trials[f"T0000{i}"].parameter_id for i in range(6)] == [1, 0, 3, 2, 4, 5]
+
+
+def test_hyperband_text_parameter_ids_are_reconciled_too(tmp_path: Path) -> None:
+    """Hyperband names its parameter sets "<bracket>_<round>_<index>": a swap is undone all the
+    same (an int-only reader left such trials with their neighbour's set)."""
+    db = tmp_path / "nni.sqlite"
+    written = write_nni_sqlite(db, "hyperband", n_trials=3, seed=8)
+
+    def text_id(seq: int) -> str:
+        return f"0-3_0_{seq}"
+
+    with sqlite3.connect(db) as conn:
+        for job, data in conn.execute(
+            "SELECT trialJobId, data FROM TrialJobEvent WHERE event = 'WAITING'"
+        ).fetchall():
+            hp = json.loads(data)
+            hp["parameter_id"] = text_id(hp["parameter_id"])
+            conn.execute(
+                "UPDATE TrialJobEvent SET data = ? WHERE trialJobId = ? AND event = 'WAITING'",
+                (json.dumps(hp), job),
+            )
+        conn.execute("UPDATE MetricData SET parameterId = '0-3_0_' || parameterId")
+    _swap_reports(db, {"T00000": text_id(1), "T00001": text_id(0)})
+    trials = {t.trial_job_id: t for t in read_sqlite(db).trials}
+    assert trials["T00000"].parameters == written[1]["parameters"]
+    assert trials["T00001"].parameters == written[0]["parameters"]
+    assert trials["T00002"].parameters == written[2]["parameters"]
+    assert [trials[f"T0000{i}"].parameter_id for i in range(3)] == [text_id(1), text_id(0),
+                                                                    text_id(2)]  # fmt: skip
 
 
 def test_a_silent_trial_keeps_its_record_when_no_swap_explains_it(tmp_path: Path) -> None:
