@@ -48,28 +48,25 @@ import contextlib
 import dataclasses
 import io
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # NNI experiments in a private HOME: tests/nni_runner.py
+
+from nni_runner import decode, finished_experiment  # noqa: E402
 
 from advisors.hyperband import brackets  # noqa: E402
-from service.quickstart import create_experiment, nnictl  # noqa: E402
 from trials import contract  # noqa: E402
 from trials.mlp import MLPParams  # noqa: E402
 from trials.mlp import main as train_mlp  # noqa: E402
 
 ARMS = ("plain", "hyperband", "medianstop")
-FINISHED = {"DONE", "STOPPED", "ERROR"}
 # NNI 3.0's local training service records an assessor's stop as USER_CANCELED (its V3asV1 wrapper
 # sets the early-stop flag only after the stopped trial has ended): both mean "stopped".
 STOPPED = {"EARLY_STOPPED", "USER_CANCELED"}
@@ -89,34 +86,8 @@ class Search:
     best_params: dict[str, Any]
 
 
-def bracket_rounds(R: int, eta: int) -> list[tuple[int, int]]:  # noqa: N803 - Hyperband's name
-    """(configurations, epochs) of each round of Hyperband's first bracket, as NNI computes them."""
-    return brackets(R, eta)[0]
-
-
-def nni_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # A private HOME keeps these experiments out of the user's NNI registry; the kernel cache
-    # stays the real one.
-    env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
-    env["HOME"] = str(home)
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def rest(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as r:
-        return json.loads(r.read())
-
-
-def decode(value: str) -> Any:
-    while isinstance(value, str):
-        value = json.loads(value)
-    return value
-
-
 def experiment_config(args: argparse.Namespace, arm: str, seed: int) -> dict[str, Any]:
-    rounds = bracket_rounds(args.epochs, args.eta)
+    rounds = brackets(args.epochs, args.eta)[0]  # the first bracket's (configurations, epochs)
     configs = rounds[0][0]  # the search's N, for every arm
     config: dict[str, Any] = {
         "experimentName": f"search-speed-{arm}-{seed}",
@@ -151,27 +122,14 @@ def experiment_config(args: argparse.Namespace, arm: str, seed: int) -> dict[str
 
 def run_search(args: argparse.Namespace, arm: str, seed: int) -> Search:
     with tempfile.TemporaryDirectory(prefix="nni-home-") as home:
-        path = Path(home) / "experiment.yml"
-        path.write_text(yaml.safe_dump(experiment_config(args, arm, seed)))
-        env = nni_env(Path(home))
         t0 = time.perf_counter()
-        exp_id = create_experiment(path, args.port, env=env)
-        try:
-            while rest(args.port, "check-status")["status"] not in FINISHED:
-                time.sleep(0.5)
+        # Create to done (the manager's status polled each second); stopped on leaving.
+        with finished_experiment(Path(home), experiment_config(args, arm, seed), 7200) as exp:
             wall = time.perf_counter() - t0
-            jobs = rest(args.port, "trial-jobs")
-            metrics = rest(args.port, "metric-data")
-        finally:
-            nnictl("stop", exp_id, env=env)
-    sets: dict[str, dict[str, Any]] = {}
-    for job in jobs:
-        for h in job.get("hyperParameters") or []:
-            hp = json.loads(h)
-            sets[str(hp["parameter_id"])] = hp["parameters"]
+    jobs, metrics, ran = exp.trials, exp.metrics, exp.ran_parameters()
     failed = [j["trialJobId"] for j in jobs if j["status"] not in {"SUCCEEDED", *STOPPED}]
     if failed:
-        raise RuntimeError(f"trials {failed} of {exp_id} did not succeed")
+        raise RuntimeError(f"trials {failed} of {exp.id} did not succeed")
     finals = []
     for m in metrics:
         if m["type"] != "FINAL":
@@ -179,7 +137,7 @@ def run_search(args: argparse.Namespace, arm: str, seed: int) -> Search:
         report = decode(m["data"])
         # Full budget only: Hyperband's shorter rounds are not comparable with R-epoch trials.
         if report.get(contract.EPOCHS_RUN) == args.epochs:
-            params = dict(sets[str(m["parameterId"])])
+            params = dict(ran[m["trialJobId"]])
             params.pop(contract.TRIAL_BUDGET, None)
             finals.append((float(report[contract.DEFAULT]), params))
     best_val, best_params = min(finals, key=lambda f: f[0])
@@ -228,7 +186,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tuner-seeds", default="1,2,3", help="one search per arm per seed")
     parser.add_argument("--rerun-seeds", default="100,101,102", help="fresh training seeds")
     parser.add_argument("--rerun-threads", type=int, default=2, help="torch threads of re-runs")
-    parser.add_argument("--port", type=int, default=18731, help="NNI manager's port")
     args = parser.parse_args(argv)
     args.arm_list = [a.strip() for a in args.arms.split(",") if a.strip()]
     bad = [a for a in args.arm_list if a not in ARMS]
@@ -247,7 +204,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def cli(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    rounds = bracket_rounds(args.epochs, args.eta)
+    rounds = brackets(args.epochs, args.eta)[0]
     print(f"MLP-4 on {args.dataset}: {rounds[0][0]} configurations, full budget {args.epochs} "
           f"epochs (lr {args.lr}), {args.concurrency} trials at a time; tuner seeds {args.seeds}",
           flush=True)  # fmt: skip

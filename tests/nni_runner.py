@@ -26,6 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 FINISHED = {"DONE", "STOPPED", "ERROR"}
 
 
+def decode(text: Any) -> Any:
+    """A metric as NNI's REST API gives it (JSON text, usually of JSON text), decoded. The tests'
+    own reading, kept apart from storage's parser so that it checks that parser."""
+    value = text
+    while isinstance(value, str):
+        value = json.loads(value)
+    return value
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,6 +90,17 @@ class NNIExperiment:
             raise TimeoutError(f"experiment {self.id} still {self.status} after {timeout:.0f} s")
         self.trials = self.rest("trial-jobs")
         self.metrics = self.rest("metric-data")
+
+    def ran_parameters(self) -> dict[str, dict[str, Any]]:
+        """Trial job id -> the parameter set its own metrics name. NNI 3.0's trial record can
+        name the set of a trial started beside it (trialConcurrency > 1); the metrics are the
+        truth. Ids compare as text: Hyperband's are text ("0-3_0_5"), other tuners' ints."""
+        sets = {}
+        for t in self.trials:
+            for h in t.get("hyperParameters") or []:
+                hp = json.loads(h)
+                sets[str(hp["parameter_id"])] = hp["parameters"]
+        return {m["trialJobId"]: sets[str(m["parameterId"])] for m in self.metrics}
 
     def trial_log(self, trial_id: str) -> str:
         # NNI 3.0's local service keeps them in environments/<env>/trials/<trial id>/.

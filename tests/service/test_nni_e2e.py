@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from fastapi.testclient import TestClient
+from nni_runner import decode
 from synthetic_nni import dump_tables
 
 from service.app import create_app
@@ -16,19 +15,12 @@ from storage.sync import sync_all
 pytestmark = pytest.mark.nni
 
 
-def nni_decode(text):
-    value = text
-    while isinstance(value, str):
-        value = json.loads(value)
-    return value
-
-
 def nni_best_trial(exp):
     """NNI's own best trial: lowest final 'default' (the tuner minimizes), from its REST data."""
-    finals = {m["trialJobId"]: nni_decode(m["data"]) for m in exp.metrics if m["type"] == "FINAL"}
+    finals = {m["trialJobId"]: decode(m["data"]) for m in exp.metrics if m["type"] == "FINAL"}
     best_id = min(finals, key=lambda j: finals[j]["default"])
     job = next(t for t in exp.trials if t["trialJobId"] == best_id)
-    periodic = sorted((m["sequence"], nni_decode(m["data"])) for m in exp.metrics
+    periodic = sorted((m["sequence"], decode(m["data"])) for m in exp.metrics
                       if m["trialJobId"] == best_id and m["type"] == "PERIODICAL")  # fmt: skip
     return job, finals[best_id], [v for _, v in periodic]
 
@@ -54,14 +46,8 @@ def test_service_matches_nni_then_resync_then_fresh_db_from_sqlite(nni_experimen
             assert stored["source"] == "rest"
         assert stored["model"] == "mlp4" and stored["dataset"] == "digits"
 
-        # What each trial ran: the parameter set its own metrics name. NNI's trial record can
-        # name the set of a trial started beside it (NNI 3.0, trialConcurrency > 1).
-        sets = {}
-        for t in exp.trials:
-            for h in t.get("hyperParameters") or []:
-                hp = json.loads(h)
-                sets[int(hp["parameter_id"])] = hp["parameters"]
-        ran = {m["trialJobId"]: sets[int(m["parameterId"])] for m in exp.metrics}
+        # What each trial ran: the parameter set its own metrics name (not NNI's trial record).
+        ran = exp.ran_parameters()
         listed = client.get(f"/api/experiments/{exp.id}/trials", params={"limit": 1000}).json()
         assert {t["trial_job_id"]: t["parameters"] for t in listed["items"]} == ran
 

@@ -11,14 +11,13 @@ command for each such trial, and storage reads it back: those trials are stored 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from nni_runner import REPO, NNIExperiment, finished_experiment
+from nni_runner import REPO, NNIExperiment, decode, finished_experiment
 from sqlalchemy import select
 
 from service.app import create_app
@@ -63,28 +62,11 @@ def early_stopping_config() -> dict[str, Any]:
     }
 
 
-def decode(text: str) -> Any:
-    value: Any = text
-    while isinstance(value, str):
-        value = json.loads(value)
-    return value
-
-
 @pytest.fixture(scope="module")
 def early_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
     home = tmp_path_factory.mktemp("nni-early")
     with finished_experiment(home, early_stopping_config(), timeout=480) as exp:
         yield exp
-
-
-def ran_parameters(exp: NNIExperiment) -> dict[str, dict[str, Any]]:
-    """Trial id -> the parameter set its own metrics name (NNI may list a neighbour's)."""
-    sets = {}
-    for t in exp.trials:
-        for h in t.get("hyperParameters") or []:
-            hp = json.loads(h)
-            sets[int(hp["parameter_id"])] = hp["parameters"]
-    return {m["trialJobId"]: sets[int(m["parameterId"])] for m in exp.metrics}
 
 
 def curves(exp: NNIExperiment) -> dict[str, list[float]]:
@@ -101,7 +83,7 @@ def test_medianstop_stops_the_hopeless_trials_and_lets_the_good_ones_succeed(
     exp = early_experiment
     assert exp.status == "DONE", exp.status
     assert len(exp.trials) == TRIALS
-    params, curve = ran_parameters(exp), curves(exp)
+    params, curve = exp.ran_parameters(), curves(exp)
     finals = {m["trialJobId"] for m in exp.metrics if m["type"] == "FINAL"}
     status = {t["trialJobId"]: t["status"] for t in exp.trials}
     for job, st in status.items():
@@ -120,7 +102,7 @@ def test_storage_keeps_stopped_trials_with_their_status_and_curve(
     early_experiment: NNIExperiment, tmp_path: Path
 ) -> None:
     exp = early_experiment
-    params, curve = ran_parameters(exp), curves(exp)
+    params, curve = exp.ran_parameters(), curves(exp)
     status = {t["trialJobId"]: t["status"] for t in exp.trials}
     stopped = {job for job, st in status.items() if st == STOPPED_STATUS}
     assert len(stopped) == TRIALS // 2

@@ -4,14 +4,13 @@ storage keeps the short-budget trials as partial results of the search's full bu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from nni_runner import REPO, NNIExperiment, finished_experiment
+from nni_runner import REPO, NNIExperiment, decode, finished_experiment
 from sqlalchemy import select
 
 from service.app import create_app
@@ -53,28 +52,11 @@ def hyperband_config() -> dict[str, Any]:
     }
 
 
-def decode(text: str) -> Any:
-    value: Any = text
-    while isinstance(value, str):
-        value = json.loads(value)
-    return value
-
-
 @pytest.fixture(scope="module")
 def hyperband_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
     home = tmp_path_factory.mktemp("nni-hyperband")
     with finished_experiment(home, hyperband_config(), timeout=480) as exp:
         yield exp
-
-
-def ran_parameters(exp: NNIExperiment) -> dict[str, dict[str, Any]]:
-    """Trial id -> the parameter set its own metrics name (NNI may list a neighbour's)."""
-    sets = {}
-    for t in exp.trials:
-        for h in t.get("hyperParameters") or []:
-            hp = json.loads(h)
-            sets[str(hp["parameter_id"])] = hp["parameters"]
-    return {m["trialJobId"]: sets[str(m["parameterId"])] for m in exp.metrics}
 
 
 def finals(exp: NNIExperiment) -> dict[str, dict[str, Any]]:
@@ -88,7 +70,7 @@ def test_hyperband_runs_on_nni_3_and_promotes_the_best_short_trial(
     assert exp.status == "DONE", exp.status
     assert len(exp.trials) == TRIALS
     assert all(t["status"] == "SUCCEEDED" for t in exp.trials), exp.trials
-    params, reports = ran_parameters(exp), finals(exp)
+    params, reports = exp.ran_parameters(), finals(exp)
     budgets = sorted(p[contract.TRIAL_BUDGET] for p in params.values())
     assert budgets == [1, 1, 1, R]
     for job, report in reports.items():  # each trial trained the epochs it was handed
@@ -108,7 +90,7 @@ def test_storage_keeps_short_budget_trials_as_partial_results_of_the_full_budget
     hyperband_experiment: NNIExperiment, tmp_path: Path
 ) -> None:
     exp = hyperband_experiment
-    params, reports = ran_parameters(exp), finals(exp)
+    params, reports = exp.ran_parameters(), finals(exp)
     full_budget = f"epochs={R} lr={LR} batch_size={BATCH}"
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'nsr.sqlite'}",
                         nni_dir=exp.nni_dir, sync_interval=0)  # fmt: skip

@@ -7,7 +7,6 @@ gives the validation error it reported."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -68,17 +67,13 @@ def test_remote_search_over_ssh_is_ingested_with_each_trials_own_parameters(sshd
     finally:
         exp.stop()
 
-    sets = {}
-    for t in exp.trials:
-        for h in t.get("hyperParameters") or []:
-            hp = json.loads(h)
-            sets[int(hp["parameter_id"])] = hp["parameters"]
-    finals = {m["trialJobId"]: m for m in exp.metrics if m["type"] == "FINAL"}
+    ran = exp.ran_parameters()
+    finals = {m["trialJobId"] for m in exp.metrics if m["type"] == "FINAL"}
     stored = {t["trial_job_id"]: t for t in listed["items"]}
-    assert set(stored) == set(finals)
-    for job, metric in finals.items():
+    assert set(stored) == finals
+    for job in finals:
         params = stored[job]["parameters"]
-        assert params == sets[int(metric["parameterId"])], job
+        assert params == ran[job], job
         # Trained again here with the stored parameters: the same validation error (seeded,
         # one thread, same data split), so these are the parameters the remote trial used.
         again = main(MLPParams(**COMMAND_PARAMS, **params))
