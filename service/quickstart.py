@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import socket
 import subprocess
 import sys
@@ -167,9 +166,8 @@ def follow(exp_id: str, port: int, max_trials: int, timeout: float) -> str:
 
 
 def model_and_dataset(config: dict[str, Any]) -> tuple[str, str]:
-    argv = shlex.split(config["trialCommand"])
-    flags = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
-    return flags.get("--model", "mlp4"), flags.get("--dataset", "digits")
+    flags = contract.parse_command(config["trialCommand"])
+    return flags.get(contract.MODEL, "mlp4"), flags.get(contract.DATASET, "digits")
 
 
 def _pm(mean: float | None, std: float | None) -> str:

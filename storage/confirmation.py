@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import InvalidValue, NotFound
 from storage.models import Experiment, Trial
-from storage.parse import confirmation_name, effective_parameters, flatten_nested_choice
+from storage.parse import confirmation_name, effective_parameters
 from storage.queries import Group, _md, _resolve, _search_trials
 from storage.schemas import ConfirmationPlan, PlannedConfiguration
 from trials import contract
@@ -37,7 +37,7 @@ _EXPERIMENT_LEVEL = {"trialCommand", "trialCodeDirectory", "debug"}
 def _without_seed(params: dict[str, Any]) -> dict[str, Any]:
     """The parameter set without its seed and without the λ of layers it does not regularize
     (they changed nothing; leaving them out keeps the plan readable)."""
-    flat = flatten_nested_choice(params)
+    flat = contract.flatten_nested(params, strict=False)
     active: set[int] | None = None
     if contract.LAYERS in flat:
         try:

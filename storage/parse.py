@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,6 @@ from storage.limits import clean_json, finite_float
 from storage.nni_reader import RawExperiment, RawTrial
 from trials import contract
 
-_ENTRY = re.compile(r"^trials\.(\w+)$")
 # How a confirmation experiment names the searches it confirms (storage/confirmation.py).
 CONFIRM_NAME = re.compile(r"^nsr-confirm \S+ of ([A-Za-z0-9_-]+(?:,[A-Za-z0-9_-]+)*)$")
 
@@ -36,30 +34,6 @@ UNKNOWN_BUDGET = "unknown"  # a foreign trial that names none of the budget keys
 # Multi-fidelity algorithms and the class argument that is their full budget (in epochs here):
 # a trial they ran on less is that search's partial trial, like an early-stopped one.
 FULL_BUDGET_ARG = {"Hyperband": "R", "BOHB": "max_budget"}
-
-
-def parse_trial_command(command: str | None) -> dict[str, Any]:
-    """The flags of a trial command as parameters: ``python -m trials.mlp --model mlp4
-    --lambda-4 2`` -> {"entry": "mlp", "model": "mlp4", "lambda_4": "2"} (values as text)."""
-    if not command:
-        return {}
-    try:
-        argv = shlex.split(command)
-    except ValueError:  # unbalanced quotes: fall back to whitespace
-        argv = command.split()
-    flags: dict[str, Any] = {}
-    for i, arg in enumerate(argv):
-        if arg == "-m" and i + 1 < len(argv) and (m := _ENTRY.match(argv[i + 1])):
-            flags[contract.ENTRY] = m.group(1)
-        if not arg.startswith("--") or len(arg) == 2:
-            continue
-        name, sep, value = arg[2:].partition("=")
-        if not sep:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
-                continue
-            value = argv[i + 1]
-        flags[name.replace("-", "_")] = value
-    return flags
 
 
 def decode_metric(text: Any) -> Any:
@@ -153,26 +127,13 @@ def config_key(config: dict[str, Any]) -> str:
     return _digest(contract.config_identity(_canonical_values(config)))
 
 
-def flatten_nested_choice(params: dict[str, Any]) -> dict[str, Any]:
-    """NNI's nested ``choice`` hands ``{"regularizer": {"_name": "l1", "l1_weight": 0.1}}``; the
-    trial flattens it to ``regularizer="l1", l1_weight=0.1``, and so does the reader."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict) and "_name" in value:
-            flat[key] = value["_name"]
-            flat.update({k: v for k, v in value.items() if k != "_name"})
-        else:
-            flat[key] = value
-    return flat
-
-
 def trial_config(
     params: dict[str, Any], flags: dict[str, Any], final: Any
 ) -> tuple[dict[str, Any], str]:
     """(configuration, where it came from): the report's, else parameters over command flags."""
     if isinstance(final, dict) and isinstance(final.get(contract.CONFIG), dict):
         return clean_json(final[contract.CONFIG]), CONFIG_FROM_REPORT
-    merged = {**flags, **flatten_nested_choice(params)}
+    merged = {**flags, **contract.flatten_nested(params, strict=False)}
     source = CONFIG_FROM_PARAMETERS if params else CONFIG_FROM_COMMAND
     return _canonical_values(clean_json(merged)), source
 
@@ -199,7 +160,7 @@ def parse_experiment(raw: RawExperiment) -> ParsedExperiment:
     command = config.get("trialCommand")
     if command is None and isinstance(config.get("trial"), dict):  # v1 config layout
         command = config["trial"].get("command")
-    flags = parse_trial_command(command)
+    flags = contract.parse_command(command)
     confirms = confirmed_searches(raw.name)
     full_epochs = full_budget_epochs(config)
     row = {

@@ -25,12 +25,13 @@ from torch import Tensor, nn
 
 from trials.cifar import augment, load_cifar10, synthetic_cifar
 from trials.cnn_models import CNN_LAYERS, CNN_MODELS
-from trials.data import Splits, default_data_root
+from trials.data import Splits
 from trials.engine import Batch, Family, train
 from trials.nsr import LayerVariance, intra_class_variance
 from trials.params import (
-    REGULARIZER_HELP,
+    RegularizedParams,
     TrialError,
+    default_data_root,
     from_cli,
     param,
     regularized_layers,
@@ -48,9 +49,15 @@ ENTRY = "cnn"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
-class CNNParams:
+class CNNParams(RegularizedParams):
     model: str = param("resnet18", f"architecture: {', '.join(CNN_MODELS)}")
     dataset: str = param("cifar10", f"data set: {', '.join(DATASETS)}")
+    seed: int = param(0, "training seed (weights, batch order, augmentation)")
+    epochs: int = param(200, "training epochs (paper: 200 for ResNet-18, 500 for VGG-19)")
+    lr: float = param(0.0, "learning rate; 0 = the model's default (0.1 SGD / 1e-4 Adam)")
+    split_seed: int = param(0, "seed of the fixed 45,000 / 5,000 train/validation split")
+    data_root: str = param(default_data_root(), "directory holding cifar-10-batches-py/")
+    download: bool = param(True, "download CIFAR-10 through torchvision when missing")
     layers: str = param(
         "last",
         "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last' (the logits), '4,5'",
@@ -61,22 +68,10 @@ class CNNParams:
     lambda_4: float = param(1.0, "λ of layer 4")
     lambda_5: float = param(1.0, "λ of layer 5 (ResNet-18's logits)")
     lambda_6: float = param(1.0, "λ of layer 6 (VGG-19's logits)")
-    regularizer: str = param("nsr", REGULARIZER_HELP["regularizer"])
-    l1_weight: float = param(1e-5, REGULARIZER_HELP["l1_weight"])
-    l2_weight: float = param(1e-4, REGULARIZER_HELP["l2_weight"])
-    jacobian_weight: float = param(0.01, REGULARIZER_HELP["jacobian_weight"])
-    jacobian_projections: int = param(1, REGULARIZER_HELP["jacobian_projections"])
-    vcl_weight: float = param(0.1, REGULARIZER_HELP["vcl_weight"])
-    vcl_samples: int = param(0, REGULARIZER_HELP["vcl_samples"])
-    seed: int = param(0, "training seed (weights, batch order, augmentation)")
-    epochs: int = param(200, "training epochs (paper: 200 for ResNet-18, 500 for VGG-19)")
     batch_size: int = param(100, "mini-batch size")
-    lr: float = param(0.0, "learning rate; 0 = the model's default (0.1 SGD / 1e-4 Adam)")
     momentum: float = param(0.9, "SGD momentum (ResNet-18)")
     weight_decay: float = param(5e-4, "weight decay")
     cosine: bool = param(True, "cosine learning-rate decay to 0 over the epochs")
-    queue_batches: int = param(5, "M: batches kept in NSR's class-mean memory queue")
-    split_seed: int = param(0, "seed of the fixed 45,000 / 5,000 train/validation split")
     probe_samples: int = param(5_000, "training images used to measure intra-class variance")
     eval_batch: int = param(500, "batch size for evaluation and the variance probe")
     max_batches: int = param(
@@ -89,11 +84,7 @@ class CNNParams:
         "N > 0: N random CIFAR-shaped images with random labels instead of "
         "CIFAR-10 (tests and benchmarks only; errors are meaningless)",
     )
-    data_root: str = param(default_data_root(), "directory holding cifar-10-batches-py/")
-    download: bool = param(True, "download CIFAR-10 through torchvision when missing")
-    device: str = param("auto", "cpu, cuda or auto")
     amp: bool = param(True, "bfloat16 autocast on CUDA (ignored on the CPU)")
-    threads: int = param(0, "torch CPU threads; 0 = torch's default")
 
 
 def layer_indices(p: CNNParams) -> list[int]:

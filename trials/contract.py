@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 # ---------------------------------------------------------------- search-space keys
@@ -82,6 +84,19 @@ FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "vcl": ("vcl_samples",),
 }
 
+#: NNI's trial statuses as storage keeps them (NNI's ``USER_CANCELED`` of a trial its assessor
+#: stopped is stored ``EARLY_STOPPED``); a result of an unfinished status is partial.
+EARLY_STOPPED = "EARLY_STOPPED"
+SUCCEEDED = "SUCCEEDED"
+TRIAL_STATUSES: tuple[str, ...] = (
+    "WAITING", "RUNNING", SUCCEEDED, "FAILED", "USER_CANCELED", "SYS_CANCELED", EARLY_STOPPED,
+    "UNKNOWN",
+)  # fmt: skip
+#: Statuses after which NNI records nothing more of a trial.
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {SUCCEEDED, "FAILED", "USER_CANCELED", "SYS_CANCELED", EARLY_STOPPED}
+)
+
 # ---------------------------------------------------------------- final-report keys
 DEFAULT = "default"
 TEST_ERROR = "test_error"
@@ -109,6 +124,12 @@ RUNTIME_KEYS = frozenset(
 
 def lambda_key(layer: int) -> str:
     return f"{LAMBDA_PREFIX}{layer}"
+
+
+def lambda_layer(key: str) -> int | None:
+    """The layer a ``lambda_<k>`` key is NSR's λ of, else None."""
+    m = LAMBDA_KEY.match(key)
+    return int(m.group(1)) if m else None
 
 
 def var_key(layer: int) -> str:
@@ -258,3 +279,133 @@ def _canonical(value: Any) -> str:
             return str(int(value))
         return repr(value)
     return str(value)
+
+
+# ---------------------------------------------------------------- NNI's nested choices
+def flatten_nested(params: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    """NNI's nested ``choice`` hands ``{"regularizer": {"_name": "l1", "l1_weight": x}}``: the
+    chosen branch's name becomes the key's value and its own keys sit beside it, flat
+    (``{"regularizer": "l1", "l1_weight": x}``), at any depth.
+
+    A key set twice (by a branch and beside it) is a :class:`ContractError` when ``strict`` (a
+    trial must not guess which one its search meant); otherwise the innermost value wins, which
+    is the one the chosen branch gave (storage reading a record never raises).
+    """
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping) and "_name" in value:
+            inner = flatten_nested({k: v for k, v in value.items() if k != "_name"}, strict=strict)
+            pairs = [(key, value["_name"]), *inner.items()]
+        else:
+            pairs = [(key, value)]
+        for k, v in pairs:
+            if strict and k in flat:
+                raise ContractError(f"parameter {k!r} is set twice")
+            flat[k] = v
+    return flat
+
+
+# ---------------------------------------------------------------- trial command <-> flags
+#: ``python -m trials.<entry>``: the trial entries this project runs.
+ENTRY_MODULE = re.compile(r"^trials\.(\w+)$")
+
+
+def flag_of(key: str) -> str:
+    """The command-line flag of a parameter: ``lambda_4`` -> ``--lambda-4``."""
+    return "--" + key.replace("_", "-")
+
+
+def key_of(flag: str) -> str:
+    """The parameter of a flag (``--lambda-4`` or ``lambda-4``) -> ``lambda_4``."""
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def entry_command(entry: str, params: Mapping[str, Any], python: str = "python") -> str:
+    """The command that runs trial entry ``entry`` with ``params`` as flags (shell-quoted)."""
+    argv = [python, "-m", f"trials.{entry}"]
+    for key, value in params.items():
+        argv += [flag_of(key), str(value)]
+    return shlex.join(argv)
+
+
+def parse_command(command: str | None) -> dict[str, Any]:
+    """The flags of a trial command as parameters: ``python -m trials.mlp --model mlp4
+    --lambda-4 2`` -> {"entry": "mlp", "model": "mlp4", "lambda_4": "2"} (values as text).
+
+    Never raises: a command that is not ours gives what can be read of it (unbalanced quotes fall
+    back to white space)."""
+    if not command:
+        return {}
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        argv = command.split()
+    flags: dict[str, Any] = {}
+    for i, arg in enumerate(argv):
+        if arg == "-m" and i + 1 < len(argv) and (m := ENTRY_MODULE.match(argv[i + 1])):
+            flags[ENTRY] = m.group(1)
+        if not arg.startswith("--") or len(arg) == 2:
+            continue
+        name, sep, value = arg[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                continue
+            value = argv[i + 1]
+        flags[key_of(name)] = value
+    return flags
+
+
+# ---------------------------------------------------------------- what took effect
+@dataclass(frozen=True)
+class Strengths:
+    """What regularized a trial, read from its effective configuration."""
+
+    family: str  # vanilla, nsr or a baseline's name (``family_of``); "unknown" if unreadable
+    lambdas: dict[int, float] = field(default_factory=dict)  # NSR's λ per regularized layer
+    strength: float | None = None  # a baseline's strength (L1, L2, Jacobian, VCL)
+    #: The other keys that change the result (budget, model knobs), without seed and identity.
+    other: dict[str, Any] = field(default_factory=dict)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+_NOT_OTHER = frozenset({LAYERS, SEED, REGULARIZER, MODEL, DATASET, ENTRY, *STRENGTH_KEYS.values()})
+
+
+def effective_strengths(config: Mapping[str, Any]) -> Strengths:
+    """Which λ or strength took effect in a trial, from its *effective* configuration (what it
+    reported, or NNI's parameters flattened over its command's flags): NSR's λ of the layers in
+    ``layers`` only (the λ of another layer changed nothing), a baseline's strength only under
+    that baseline. The one rule behind the plots, the importance and the confirmation plans."""
+    config = flatten_nested(config, strict=False)
+    try:
+        layers = parse_layers(config.get(LAYERS))
+    except ContractError:
+        return Strengths(family="unknown", other=_other(config))
+    regularizer = str(config.get(REGULARIZER) or NSR).lower()
+    family = family_of(regularizer, layers)
+    lambdas: dict[int, float] = {}
+    if family == NSR:
+        for k in layers:
+            lam = _finite(config.get(lambda_key(k)))
+            if lam is not None:
+                lambdas[k] = lam
+    key = STRENGTH_KEYS.get(family)
+    strength = _finite(config.get(key)) if key else None
+    return Strengths(family=family, lambdas=lambdas, strength=strength, other=_other(config))
+
+
+def _other(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in _NOT_OTHER and k not in RUNTIME_KEYS and not LAMBDA_KEY.match(k)
+    }

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trials.params import TrialError
+from trials.params import TrialError, default_data_root
 
 IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist")
 IDX_FILES = {
@@ -33,10 +32,6 @@ IDX_FILES = {
 TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 # MNIST: 60,000 training images -> 50,000 train / 10,000 validation (the paper's split).
 MNIST_VALIDATION = 10_000
-
-
-def default_data_root() -> str:
-    return os.environ.get("NSR_DATA_ROOT", str(Path.home() / ".local/share/nsr-search/data"))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trials.data import default_data_root
 from trials.engine import Batch, Family, train
 from trials.graph_data import (
     GRAPH_DATASETS,
@@ -33,8 +32,9 @@ from trials.graph_data import (
 )
 from trials.nsr import intra_class_variance
 from trials.params import (
-    REGULARIZER_HELP,
+    RegularizedParams,
     TrialError,
+    default_data_root,
     from_cli,
     param,
     regularized_layers,
@@ -50,37 +50,28 @@ ENTRY = "gnn"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
-class GNNParams:
+class GNNParams(RegularizedParams):
     model: str = param("sage2", f"architecture: {', '.join(MODELS)}")
     dataset: str = param("cora", f"data set: {', '.join(GRAPH_DATASETS)}")
+    seed: int = param(0, "training seed (weights, dropout)")
+    epochs: int = param(100, "training epochs (one full-batch step each)")
+    lr: float = param(0.01, "Adam learning rate")
+    split_seed: int = param(0, "seed of the random 6:2:2 node split")
+    data_root: str = param(default_data_root(), "root with planetoid/, amazon/, wikics/ raw files")
+    download: bool = param(True, "download missing raw files (15 s socket timeout)")
     layers: str = param(
         "1",
         "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last', or a list like '1,2'",
     )
+    queue_batches: int = param(5, "M: steps kept in NSR's class-mean memory queue")
     lambda_1: float = param(1.0, "λ of layer 1 (used when layer 1 is in --layers)")
     lambda_2: float = param(1.0, "λ of layer 2")
     lambda_3: float = param(1.0, "λ of layer 3")
     lambda_4: float = param(1.0, "λ of layer 4")
-    regularizer: str = param("nsr", REGULARIZER_HELP["regularizer"])
-    l1_weight: float = param(1e-5, REGULARIZER_HELP["l1_weight"])
-    l2_weight: float = param(1e-4, REGULARIZER_HELP["l2_weight"])
-    jacobian_weight: float = param(0.01, REGULARIZER_HELP["jacobian_weight"])
-    jacobian_projections: int = param(1, REGULARIZER_HELP["jacobian_projections"])
-    vcl_weight: float = param(0.1, REGULARIZER_HELP["vcl_weight"])
-    vcl_samples: int = param(0, REGULARIZER_HELP["vcl_samples"])
-    seed: int = param(0, "training seed (weights, dropout)")
-    epochs: int = param(100, "training epochs (one full-batch step each)")
-    lr: float = param(0.01, "Adam learning rate")
     weight_decay: float = param(5e-4, "Adam weight decay")
     hidden: int = param(64, "hidden features per GNN layer")
     dropout: float = param(0.5, "dropout before every graph convolution")
-    queue_batches: int = param(5, "M: steps kept in NSR's class-mean memory queue")
-    split_seed: int = param(0, "seed of the random 6:2:2 node split")
     synthetic: int = param(0, "N > 0: a random N-node graph instead of --dataset (tests only)")
-    data_root: str = param(default_data_root(), "root with planetoid/, amazon/, wikics/ raw files")
-    download: bool = param(True, "download missing raw files (15 s socket timeout)")
-    device: str = param("auto", "cpu, cuda or auto")
-    threads: int = param(0, "torch CPU threads; 0 = torch's default")
 
 
 def layer_indices(p: GNNParams) -> list[int]:

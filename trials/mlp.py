@@ -23,10 +23,10 @@ from typing import Any
 
 from torch import nn
 
-from trials.data import IMAGE_DATASETS, default_data_root, load_image_dataset
+from trials.data import IMAGE_DATASETS, load_image_dataset
 from trials.engine import PlainSGD, split_family, train
 from trials.params import (
-    REGULARIZER_HELP,
+    RegularizedParams,
     TrialError,
     from_cli,
     param,
@@ -49,13 +49,12 @@ ENTRY = "mlp"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
-class MLPParams:
+class MLPParams(RegularizedParams):
     model: str = param("mlp4", f"architecture: {', '.join(HIDDEN)}")
     dataset: str = param("digits", f"data set: {', '.join(IMAGE_DATASETS)}")
-    layers: str = param(
-        "last",
-        "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last', or a list like '3,4'",
-    )
+    lr: float = param(0.01, "SGD learning rate")
+    download: bool = param(True, "download MNIST/Fashion-MNIST through torchvision when missing")
+    device: str = param("cpu", "cpu, cuda or auto (an MLP is fastest on the CPU)")
     lambda_2: float = param(1.0, "λ of layer 2 (used when layer 2 is in --layers)")
     lambda_3: float = param(1.0, "λ of layer 3")
     lambda_4: float = param(1.0, "λ of layer 4")
@@ -65,26 +64,10 @@ class MLPParams:
     lambda_8: float = param(1.0, "λ of layer 8")
     lambda_9: float = param(1.0, "λ of layer 9")
     lambda_10: float = param(1.0, "λ of layer 10")
-    regularizer: str = param("nsr", REGULARIZER_HELP["regularizer"])
-    l1_weight: float = param(1e-5, REGULARIZER_HELP["l1_weight"])
-    l2_weight: float = param(1e-4, REGULARIZER_HELP["l2_weight"])
-    jacobian_weight: float = param(0.01, REGULARIZER_HELP["jacobian_weight"])
-    jacobian_projections: int = param(1, REGULARIZER_HELP["jacobian_projections"])
-    vcl_weight: float = param(0.1, REGULARIZER_HELP["vcl_weight"])
-    vcl_samples: int = param(0, REGULARIZER_HELP["vcl_samples"])
     batchnorm: bool = param(False, "BatchNorm1d before each hidden ReLU (the paper's Table 5)")
     dropout: float = param(0.0, "dropout probability after each hidden ReLU; 0 = none")
-    seed: int = param(0, "training seed (weights and batch order)")
-    epochs: int = param(100, "training epochs")
-    lr: float = param(0.01, "SGD learning rate")
     batch_size: int = param(100, "mini-batch size")
-    queue_batches: int = param(5, "M: batches kept in NSR's class-mean memory queue")
-    split_seed: int = param(0, "seed of the fixed train/validation split")
     probe_samples: int = param(10_000, "training samples used to measure intra-class variance")
-    data_root: str = param(default_data_root(), "where offline data sets live (env NSR_DATA_ROOT)")
-    download: bool = param(True, "download MNIST/Fashion-MNIST through torchvision when missing")
-    device: str = param("cpu", "cpu, cuda or auto (an MLP is fastest on the CPU)")
-    threads: int = param(0, "torch CPU threads; 0 = torch's default")
 
 
 class MLP(nn.Sequential):

@@ -15,6 +15,8 @@ import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from trials import contract
@@ -74,25 +76,12 @@ def coerce(name: str, value: Any, tp: type) -> Any:
 
 
 def flatten_nested(overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """NNI's nested ``choice`` hands a trial ``{"regularizer": {"_name": "l1", "l1_weight": x}}``:
-    the chosen branch's name becomes the key's value and its own keys sit beside it, flat
-    (``{"regularizer": "l1", "l1_weight": 1e-5}``), at any depth. A key set twice is an error."""
-    flat: dict[str, Any] = {}
-
-    def put(key: str, value: Any) -> None:
-        if key in flat:
-            raise TrialError(f"parameter {key!r} is set twice by {source}")
-        flat[key] = value
-
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and "_name" in value:
-            put(key, value["_name"])
-            inner = {k: v for k, v in value.items() if k != "_name"}
-            for k, v in flatten_nested(inner, source).items():
-                put(k, v)
-        else:
-            put(key, value)
-    return flat
+    """The contract's nested-choice flattening, strict: a key set twice is a :class:`TrialError`
+    that names ``source``."""
+    try:
+        return contract.flatten_nested(overrides, strict=True)
+    except contract.ContractError as exc:
+        raise TrialError(f"{exc} by {source}") from None
 
 
 def merge(cls: type[P], base: P, overrides: Mapping[str, Any], source: str) -> P:
@@ -119,7 +108,7 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
     for f in dataclasses.fields(cls):
         tp = types_[f.name]
         parser.add_argument(
-            "--" + f.name.replace("_", "-"),
+            contract.flag_of(f.name),
             dest=f.name,
             default=argparse.SUPPRESS,
             metavar=tp.__name__.upper(),
@@ -187,22 +176,65 @@ def require_at_least(params: object, bounds: Mapping[str, int]) -> None:
             raise TrialError(f"{name}={value} must be >= {low}")
 
 
-REGULARIZER_HELP = {
-    "regularizer": "nsr (NSR on --layers, λ from --lambda-<k>), l1, l2, jacobian, vcl or none",
-    "l1_weight": "strength of L1: weight of Σ|w| over weight matrices/kernels (regularizer l1)",
-    "l2_weight": "strength of L2: weight of Σw² over weight matrices/kernels (regularizer l2)",
-    "jacobian_weight": "strength of the Jacobian penalty λ_JR/2·||J||²_F of --layers' outputs "
-    "w.r.t. the input (regularizer jacobian)",
-    "jacobian_projections": "random projections per step that estimate ||J||²_F (jacobian)",
-    "vcl_weight": "strength of the Variance Constancy Loss on --layers (regularizer vcl)",
-    "vcl_samples": "VCL's sub-batch size n (two sub-batches per step); 0 = half the batch",
-}
+def default_data_root() -> str:
+    """Where offline data sets live: ``$NSR_DATA_ROOT``, else under the user's data directory."""
+    return os.environ.get("NSR_DATA_ROOT", str(Path.home() / ".local/share/nsr-search/data"))
 
 
-def regularized_layers(params: object, available: Sequence[int]) -> list[int]:
+@dataclass(frozen=True)
+class RunParams:
+    """What every trial entry takes: what to train, on what, for how long, and where.
+
+    Each family redeclares ``model``, ``dataset`` and the defaults that differ (a redeclared field
+    keeps its place, so every ``--help`` lists the shared knobs in one order)."""
+
+    model: str = param("", "architecture")
+    dataset: str = param("", "data set")
+    seed: int = param(0, "training seed (weights and batch order)")
+    epochs: int = param(100, "training epochs")
+    lr: float = param(0.01, "learning rate")
+    split_seed: int = param(0, "seed of the fixed train/validation split")
+    data_root: str = param(default_data_root(), "where offline data sets live (env NSR_DATA_ROOT)")
+    download: bool = param(True, "download a missing data set (where its source allows)")
+    device: str = param("auto", "cpu, cuda or auto")
+    threads: int = param(0, "torch CPU threads; 0 = torch's default")
+
+
+@dataclass(frozen=True)
+class RegularizedParams(RunParams):
+    """The run knobs plus the regularizer's: which one, on which layers, how strong. NSR's λ are
+    per layer (``lambda_<k>``), so each family declares its own."""
+
+    layers: str = param(
+        "last",
+        "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last', or a list like '3,4'",
+    )
+    regularizer: str = param(
+        "nsr", "nsr (NSR on --layers, λ from --lambda-<k>), l1, l2, jacobian, vcl or none"
+    )
+    queue_batches: int = param(5, "M: batches kept in NSR's class-mean memory queue")
+    l1_weight: float = param(
+        1e-5, "strength of L1: weight of Σ|w| over weight matrices/kernels (regularizer l1)"
+    )
+    l2_weight: float = param(
+        1e-4, "strength of L2: weight of Σw² over weight matrices/kernels (regularizer l2)"
+    )
+    jacobian_weight: float = param(
+        0.01,
+        "strength of the Jacobian penalty λ_JR/2·||J||²_F of --layers' outputs w.r.t. the input "
+        "(regularizer jacobian)",
+    )
+    jacobian_projections: int = param(
+        1, "random projections per step that estimate ||J||²_F (jacobian)"
+    )
+    vcl_weight: float = param(0.1, "strength of the Variance Constancy Loss on --layers (vcl)")
+    vcl_samples: int = param(0, "VCL's sub-batch size n (two sub-batches per step); 0 = half")
+
+
+def regularized_layers(params: RegularizedParams, available: Sequence[int]) -> list[int]:
     """The layers the trial's regularizer acts on, its input checked: NSR's layers (each λ > 0),
     Jacobian's or VCL's layers (at least one), none for L1, L2 and none (a strength > 0)."""
-    kind = params.regularizer  # type: ignore[attr-defined]
+    kind = params.regularizer
     require_choice("regularizer", kind, contract.REGULARIZERS)
     if kind == contract.NSR:
         return sorted(chosen_lambdas(params, available))
@@ -215,29 +247,30 @@ def regularized_layers(params: object, available: Sequence[int]) -> list[int]:
                 f"{strength_key}={value} must be > 0 (searched loguniform in [{low:g}, {high:g}];"
                 " use regularizer='none' for no regularizer)"
             )
-    if getattr(params, "jacobian_projections", 1) < 1:
-        raise TrialError(f"jacobian_projections={params.jacobian_projections} must be >= 1")  # type: ignore[attr-defined]
-    samples = getattr(params, "vcl_samples", 0)
-    if samples < 0 or samples == 1:
-        raise TrialError(f"vcl_samples={samples} must be 0 (half the batch) or >= 2")
+    if params.jacobian_projections < 1:
+        raise TrialError(f"jacobian_projections={params.jacobian_projections} must be >= 1")
+    if params.vcl_samples < 0 or params.vcl_samples == 1:
+        raise TrialError(f"vcl_samples={params.vcl_samples} must be 0 (half the batch) or >= 2")
     if kind not in contract.LAYERED:
         return []
-    layers = resolve_layers(params.layers, available)  # type: ignore[attr-defined]
+    layers = resolve_layers(params.layers, available)
     if not layers:
         raise TrialError(
-            f"regularizer={kind!r} acts on layers, but layers={params.layers!r}; "  # type: ignore[attr-defined]
+            f"regularizer={kind!r} acts on layers, but layers={params.layers!r}; "
             f"use 'last' or a comma list of {', '.join(map(str, available))}"
         )
     return layers
 
 
-def chosen_lambdas(params: object, available: Sequence[int]) -> dict[int, float]:
+def chosen_lambdas(params: RegularizedParams, available: Sequence[int]) -> dict[int, float]:
     """Layer index -> λ for the layers in ``params.layers``; each λ must be > 0."""
     lambdas = {
-        k: float(getattr(params, f"lambda_{k}"))
-        for k in resolve_layers(params.layers, available)  # type: ignore[attr-defined]
+        k: float(getattr(params, contract.lambda_key(k)))  # λ fields are declared per family
+        for k in resolve_layers(params.layers, available)
     }
     for k, lam in lambdas.items():
         if not lam > 0:
-            raise TrialError(f"lambda_{k}={lam} must be > 0 (use layers='none' for no NSR)")
+            raise TrialError(
+                f"{contract.lambda_key(k)}={lam} must be > 0 (use layers='none' for no NSR)"
+            )
     return lambdas

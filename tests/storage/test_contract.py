@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 from storage.nni_reader import RawTrial
-from storage.parse import parse_trial, parse_trial_command
+from storage.parse import parse_trial
 from trials import contract
+from trials.contract import parse_command as parse_trial_command
 from trials.mlp import MLPParams, main
 
 TINY = dict(dataset="digits", epochs=2, lr=0.1, batch_size=32, threads=1, probe_samples=200)

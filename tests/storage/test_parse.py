@@ -13,8 +13,8 @@ from storage.parse import (
     full_budget_epochs,
     parse_layers,
     parse_trial,
-    parse_trial_command,
 )
+from trials.contract import parse_command as parse_trial_command
 
 CMD = parse_trial_command("python -m trials.mlp --model mlp4 --dataset digits --epochs 15 --lr 0.1")
 
