@@ -26,21 +26,17 @@ from torch import Tensor, nn
 from trials.cifar import augment, load_cifar10, synthetic_cifar
 from trials.cnn_models import CNN_LAYERS, CNN_MODELS
 from trials.data import Splits
-from trials.engine import Batch, Family, train
+from trials.engine import Batch, Family, run_trial
 from trials.nsr import LayerVariance, intra_class_variance
 from trials.params import (
     RegularizedParams,
     TrialError,
-    default_data_root,
-    from_cli,
     param,
     regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.regularizers import from_params
-from trials.report import Reporter, with_config
-from trials.runtime import pick_device, run_main, seed_everything
+from trials.runtime import pick_device, run_entry, seed_everything
 
 DATASETS = ("cifar10",)
 # (optimizer, default lr) per model, as in the paper's implementation references.
@@ -52,16 +48,8 @@ ENTRY = "cnn"  # the configuration's entry name (trials/contract.py)
 class CNNParams(RegularizedParams):
     model: str = param("resnet18", f"architecture: {', '.join(CNN_MODELS)}")
     dataset: str = param("cifar10", f"data set: {', '.join(DATASETS)}")
-    seed: int = param(0, "training seed (weights, batch order, augmentation)")
     epochs: int = param(200, "training epochs (paper: 200 for ResNet-18, 500 for VGG-19)")
     lr: float = param(0.0, "learning rate; 0 = the model's default (0.1 SGD / 1e-4 Adam)")
-    split_seed: int = param(0, "seed of the fixed 45,000 / 5,000 train/validation split")
-    data_root: str = param(default_data_root(), "directory holding cifar-10-batches-py/")
-    download: bool = param(True, "download CIFAR-10 through torchvision when missing")
-    layers: str = param(
-        "last",
-        "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last' (the logits), '4,5'",
-    )
     lambda_1: float = param(1.0, "λ of layer 1 (used when layer 1 is in --layers)")
     lambda_2: float = param(1.0, "λ of layer 2")
     lambda_3: float = param(1.0, "λ of layer 3")
@@ -226,7 +214,6 @@ def main(p: CNNParams) -> dict[str, Any]:
         splits = load_cifar10(p.data_root, p.split_seed, p.download)
     splits = splits.to(device)
     model = prepare_model(p.model, splits.num_classes, device)
-    layers = model.regularizable_layers()
     scheduler: list[torch.optim.lr_scheduler.LRScheduler] = []
 
     def optimizer(extra: Sequence[Tensor]) -> torch.optim.Optimizer:
@@ -241,24 +228,22 @@ def main(p: CNNParams) -> dict[str, Any]:
 
     family = cnn_family(model, splits, p, device)
     family.after_epoch = step_schedule
-    metrics = train(
+    # The Jacobian is taken w.r.t. the normalized float image: the uint8 input has no gradient.
+    return run_trial(
+        p,
+        ENTRY,
         model,
         family,
-        # The Jacobian is taken w.r.t. the normalized float image: the uint8 input has no gradient.
-        lambda: from_params(
-            p, model, layers, regularized, splits.num_classes, (splits.train_x[:2],), "normalize"
-        ),
+        regularized,
+        splits.num_classes,
+        (splits.train_x[:2],),
         optimizer,
-        p.epochs,
-        Reporter(),
+        input_module="normalize",
     )
-    return with_config(metrics, p, regularized, ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_main(
-        lambda: main(from_cli(CNNParams, argv, "python -m trials.cnn", __doc__ or "")),
-    )
+    return run_entry(main, CNNParams, "trials.cnn", __doc__, argv)
 
 
 if __name__ == "__main__":

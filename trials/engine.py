@@ -23,8 +23,9 @@ from torch import Tensor, nn
 
 from trials.data import Splits
 from trials.nsr import LayerVariance, intra_class_variance
-from trials.regularizers import Regularizer
-from trials.report import Reporter, final_metrics
+from trials.params import RegularizedParams
+from trials.regularizers import Regularizer, from_params
+from trials.report import Reporter, final_metrics, with_config
 
 EVAL_BATCH = 5_000
 
@@ -215,3 +216,32 @@ def split_family(
         return error_rate(model, x, y)
 
     return Family(batches, evaluate, lambda: probe(model, layers, splits, probe_samples))
+
+
+def run_trial(
+    p: RegularizedParams,
+    entry: str,
+    model: nn.Module,
+    family: Family,
+    regularized: Sequence[int],
+    num_classes: int,
+    example_inputs: tuple[Tensor, ...],
+    make_optimizer: Callable[[Sequence[Tensor]], torch.optim.Optimizer | PlainSGD],
+    input_module: str | None = None,
+) -> dict[str, Any]:
+    """What every trial entry ends with: its regularizer built from ``p`` on ``regularized``,
+    ``train`` for ``p.epochs`` with per-epoch reports, and the final metrics with the effective
+    configuration (``config``). ``example_inputs`` (and ``input_module``, the module whose output
+    the Jacobian differentiates) let the regularizer check its layers before training."""
+    layers = model.regularizable_layers()  # type: ignore[operator]
+    metrics = train(
+        model,
+        family,
+        lambda: from_params(
+            p, model, layers, regularized, num_classes, example_inputs, input_module
+        ),
+        make_optimizer,
+        p.epochs,
+        Reporter(),
+    )
+    return with_config(metrics, p, regularized, entry)

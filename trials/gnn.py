@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trials.engine import Batch, Family, train
+from trials.engine import Batch, Family, run_trial
 from trials.graph_data import (
     GRAPH_DATASETS,
     Graph,
@@ -34,16 +34,12 @@ from trials.nsr import intra_class_variance
 from trials.params import (
     RegularizedParams,
     TrialError,
-    default_data_root,
-    from_cli,
     param,
     regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.regularizers import from_params
-from trials.report import Reporter, with_config
-from trials.runtime import pick_device, run_main, seed_everything
+from trials.runtime import pick_device, run_entry, seed_everything
 
 MODELS = {f"{kind}{depth}": (kind, depth) for kind in ("gcn", "sage") for depth in (2, 3, 4)}
 ENTRY = "gnn"  # the configuration's entry name (trials/contract.py)
@@ -53,17 +49,11 @@ ENTRY = "gnn"  # the configuration's entry name (trials/contract.py)
 class GNNParams(RegularizedParams):
     model: str = param("sage2", f"architecture: {', '.join(MODELS)}")
     dataset: str = param("cora", f"data set: {', '.join(GRAPH_DATASETS)}")
-    seed: int = param(0, "training seed (weights, dropout)")
-    epochs: int = param(100, "training epochs (one full-batch step each)")
     lr: float = param(0.01, "Adam learning rate")
-    split_seed: int = param(0, "seed of the random 6:2:2 node split")
-    data_root: str = param(default_data_root(), "root with planetoid/, amazon/, wikics/ raw files")
-    download: bool = param(True, "download missing raw files (15 s socket timeout)")
     layers: str = param(
         "1",
         "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last', or a list like '1,2'",
     )
-    queue_batches: int = param(5, "M: steps kept in NSR's class-mean memory queue")
     lambda_1: float = param(1.0, "λ of layer 1 (used when layer 1 is in --layers)")
     lambda_2: float = param(1.0, "λ of layer 2")
     lambda_3: float = param(1.0, "λ of layer 3")
@@ -254,24 +244,20 @@ def main(p: GNNParams, graph: Graph | None = None) -> dict[str, Any]:
     graph = graph.to(device)
     torch.manual_seed(p.seed)  # the same initial weights whether or not the data was preloaded
     model = GNN(kind, depth, graph.num_features, p.hidden, graph.num_classes, p.dropout).to(device)
-    layers = model.regularizable_layers()
-    metrics = train(
+    return run_trial(
+        p,
+        ENTRY,
         model,
         graph_family(model, graph),
-        lambda: from_params(
-            p, model, layers, regularized, graph.num_classes, (graph.x, graph.edge_index)
-        ),
+        regularized,
+        graph.num_classes,
+        (graph.x, graph.edge_index),
         lambda extra: make_optimizer(model, extra, p),
-        p.epochs,
-        Reporter(),
     )
-    return with_config(metrics, p, regularized, ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_main(
-        lambda: main(from_cli(GNNParams, argv, "python -m trials.gnn", __doc__ or "")),
-    )
+    return run_entry(main, GNNParams, "trials.gnn", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -24,19 +24,16 @@ from typing import Any
 from torch import nn
 
 from trials.data import IMAGE_DATASETS, load_image_dataset
-from trials.engine import PlainSGD, split_family, train
+from trials.engine import PlainSGD, run_trial, split_family
 from trials.params import (
     RegularizedParams,
     TrialError,
-    from_cli,
     param,
     regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.regularizers import from_params
-from trials.report import Reporter, with_config
-from trials.runtime import pick_device, run_main, seed_everything
+from trials.runtime import pick_device, run_entry, seed_everything
 
 HIDDEN = {
     "mlp3": [100],
@@ -53,7 +50,6 @@ class MLPParams(RegularizedParams):
     model: str = param("mlp4", f"architecture: {', '.join(HIDDEN)}")
     dataset: str = param("digits", f"data set: {', '.join(IMAGE_DATASETS)}")
     lr: float = param(0.01, "SGD learning rate")
-    download: bool = param(True, "download MNIST/Fashion-MNIST through torchvision when missing")
     device: str = param("cpu", "cpu, cuda or auto (an MLP is fastest on the CPU)")
     lambda_2: float = param(1.0, "λ of layer 2 (used when layer 2 is in --layers)")
     lambda_3: float = param(1.0, "λ of layer 3")
@@ -132,23 +128,20 @@ def main(p: MLPParams) -> dict[str, Any]:
         device
     )
     layers = model.regularizable_layers()
-    metrics = train(
+    return run_trial(
+        p,
+        ENTRY,
         model,
         split_family(model, splits, layers, p.batch_size, p.seed, p.probe_samples),
-        lambda: from_params(
-            p, model, layers, regularized, splits.num_classes, (splits.train_x[:2],)
-        ),
+        regularized,
+        splits.num_classes,
+        (splits.train_x[:2],),
         lambda extra: PlainSGD([*model.parameters(), *extra], lr=p.lr),
-        p.epochs,
-        Reporter(),
     )
-    return with_config(metrics, p, regularized, ENTRY)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_main(
-        lambda: main(from_cli(MLPParams, argv, "python -m trials.mlp", __doc__ or "")),
-    )
+    return run_entry(main, MLPParams, "trials.mlp", __doc__, argv)
 
 
 if __name__ == "__main__":

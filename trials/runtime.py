@@ -6,13 +6,13 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from trials.params import TrialError
+from trials.params import TrialError, from_cli
 from trials.report import Reporter
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -51,6 +51,18 @@ def run_main(body: Callable[[], Mapping[str, Any]]) -> int:
         return 130  # not reached where SIGINT can be re-raised
     Reporter().final(metrics)
     return 0
+
+
+def run_entry(
+    main: Callable[[Any], Mapping[str, Any]],
+    params_class: type,
+    module: str,
+    doc: str | None,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """``python -m <module>``: parameters from defaults, flags and NNI, then ``main``, then the
+    final report (``run_main``)."""
+    return run_main(lambda: main(from_cli(params_class, argv, f"python -m {module}", doc or "")))
 
 
 def die_by_sigint() -> None:
