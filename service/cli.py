@@ -9,7 +9,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.nni_launcher import LaunchError
+from service.settings import Settings, setting_error
 from storage.db import Database
 from storage.errors import StorageError
 from storage.sync import ingest_sqlite_file, sync_all
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _answer(db: Database, settings: Settings, args: argparse.Namespace) -> int:
-    from service.confirmation_runner import start_confirmation, write_plan
+    from service.nni_launcher import start_confirmation, write_plan
     from service.report import to_csv, to_markdown
     from storage.confirmation import confirmation_plan
     from storage.queries import Group
@@ -191,12 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        print(f"error: bad setting {where} (NSR_{where.upper()}): {msg}", file=sys.stderr)
+        print(f"error: {setting_error(exc)}", file=sys.stderr)
         return 2
-    except StorageError as exc:
+    except (StorageError, LaunchError) as exc:
         # Driver messages span lines; the CLI promise is one line.
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

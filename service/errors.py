@@ -1,4 +1,4 @@
-"""The one mapping from storage errors to HTTP status codes."""
+"""The one mapping from our typed errors (storage's, NNI launching's) to HTTP status codes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from html import escape
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from service.nni_launcher import LaunchError
 from storage.errors import (
     Conflict,
     InvalidValue,
@@ -16,7 +17,8 @@ from storage.errors import (
     StorageUnavailable,
 )
 
-STATUS = {
+STATUS: dict[type[Exception], int] = {
+    LaunchError: 502,  # nnictl failed or no port was free: NNI, not the request, is at fault
     NotFound: 404,
     InvalidValue: 422,
     Conflict: 409,
@@ -25,15 +27,14 @@ STATUS = {
 }
 
 
-def status_of(exc: StorageError) -> int:
+def status_of(exc: Exception) -> int:
     for cls, code in STATUS.items():
         if isinstance(exc, cls):
             return code
     return 500
 
 
-async def storage_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StorageError)
+async def error_handler(request: Request, exc: Exception) -> Response:
     code = status_of(exc)
     if request.url.path.startswith("/api") or "text/html" not in request.headers.get("accept", ""):
         return JSONResponse({"detail": str(exc)}, status_code=code)
@@ -44,4 +45,5 @@ async def storage_error_handler(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(StorageError, storage_error_handler)
+    app.add_exception_handler(StorageError, error_handler)
+    app.add_exception_handler(LaunchError, error_handler)

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import socket
 import subprocess
 import sys
 import time
@@ -32,10 +29,11 @@ from typing import Any
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from service.settings import Settings, data_dir
+from service.nni_launcher import REPO, LaunchError, create_experiment, free_port_from, port_is_free
+from service.settings import Settings, data_dir, setting_error
+from service.wording import gain, mean_std
 from trials import contract
 
-REPO = Path(__file__).resolve().parents[1]
 NNI_FINISHED = {"DONE", "STOPPED", "ERROR"}
 
 
@@ -59,22 +57,6 @@ def sync_line(report: Mapping[str, Any]) -> str:
     line = f"service synced {report.get('experiments', 0)} experiment(s): trials {counts}"
     errors = [str(e) for e in report.get("errors") or []]
     return "\n".join([line, *(f"  sync error: {e}" for e in errors)])
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_from(host: str, start: int) -> int:
-    for port in range(start, start + 50):
-        if port_is_free(host, port):
-            return port
-    raise QuickstartError(f"no free port in {start}..{start + 49} on {host}")
 
 
 def ensure_service(settings: Settings, log_path: Path) -> str:
@@ -115,32 +97,6 @@ def ensure_service(settings: Settings, log_path: Path) -> str:
     raise QuickstartError(f"the service did not answer at {base} within 60 s; see {log_path}")
 
 
-def nnictl(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run nnictl with this interpreter; ``env`` defaults to ours (tests pass a temporary HOME)."""
-    env = dict(os.environ if env is None else env)
-    # Trials run `python -m trials.mlp`: this interpreter (the venv's) must be their `python`.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(
-        [sys.executable, "-m", "nni.tools.nnictl.nnictl", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=REPO,
-    )
-
-
-def create_experiment(config: Path, port: int, env: Mapping[str, str] | None = None) -> str:
-    """``nnictl create``; the new experiment's id, or a QuickstartError with nnictl's last lines."""
-    out = nnictl("create", "--config", str(config), "--port", str(port), env=env)
-    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)  # nnictl colours its output
-    match = re.search(r"Experiment ID: (\w+)", text)
-    if out.returncode != 0 or not match:
-        tail = " | ".join(line.strip() for line in text.strip().splitlines()[-3:])
-        raise QuickstartError(f"nnictl create --config {config} failed: {tail}")
-    return match.group(1)
-
-
 def follow(exp_id: str, port: int, max_trials: int, timeout: float) -> str:
     base = f"http://127.0.0.1:{port}/api/v1/nni"
     deadline = time.monotonic() + timeout
@@ -170,36 +126,28 @@ def model_and_dataset(config: dict[str, Any]) -> tuple[str, str]:
     return flags.get(contract.MODEL, "mlp4"), flags.get(contract.DATASET, "digits")
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "n/a"
-    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
-
-
 def verdict_lines(cmp: Mapping[str, Any]) -> list[str]:
     """The compare answer as lines: each configuration against vanilla, with its statistics."""
     kind = "confirmed over fresh seeds" if cmp["confirmed"] else "UNCONFIRMED (search trials)"
     lines = [f"verdict for {cmp['model']} on {cmp['dataset']} [{cmp['budget']}], {kind}:"]
     v = cmp.get("vanilla")
     if v:
-        lines.append(f"  vanilla: test error {_pm(v['test_error_mean'], v['test_error_std'])} %"
-                     f" (n={v['n']})")  # fmt: skip
+        spread = mean_std(v["test_error_mean"], v["test_error_std"])
+        lines.append(f"  vanilla: test error {spread} % (n={v['n']})")
     for c in cmp.get("configurations", []):
-        st, d = c["stats"], c.get("versus_vanilla")
+        st, d = c["stats"], c.get("versus_vanilla") or {}
         lams = " ".join(
-            f"λ{m.group(1)}={float(val):.4g}" for k, val in st["parameters"].items()
-            if (m := contract.LAMBDA_KEY.match(k))
+            f"λ{layer}={float(val):.4g}" for k, val in st["parameters"].items()
+            if (layer := contract.lambda_layer(k)) is not None
         )  # fmt: skip
-        line = (f"  {st['family']} layers={st['layers']} {lams}: test error "
-                f"{_pm(st['test_error_mean'], st['test_error_std'])} % (n={st['n']})")  # fmt: skip
-        if d and d.get("difference") is not None:
-            line += f"; gain {d['difference']:+.2f} points"
-            if d.get("ci_low") is not None:
-                line += f", 95 % CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
-            if d.get("p_welch") is not None:
-                line += f", Welch p={d['p_welch']:.3g}"
-            if d.get("paired_seeds"):
-                line += f", better on {d['paired_wins']} of {d['paired_seeds']} seeds"
+        spread = mean_std(st["test_error_mean"], st["test_error_std"])
+        line = f"  {st['family']} layers={st['layers']} {lams}: test error {spread} % (n={st['n']})"
+        worded = gain(
+            d.get("difference"), d.get("ci_low"), d.get("ci_high"), d.get("p_welch"),
+            d.get("paired_wins"), d.get("paired_seeds"),
+        )  # fmt: skip
+        if worded:
+            line += f"; {worded}"
         lines.append(line)
     if cmp.get("caveat"):
         lines.append(f"  note: {cmp['caveat']}")
@@ -312,13 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             "`make stop` ends the service and NNI."
         )
         return 0 if status == "DONE" else 1
-    except QuickstartError as exc:
+    except (QuickstartError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        print(f"error: bad setting NSR_{where.upper()}: {first['msg']}", file=sys.stderr)
+        print(f"error: {setting_error(exc)}", file=sys.stderr)
         return 2
     except urllib.error.HTTPError as exc:
         print(f"error: {exc.url} answered {exc.code}: {exc.read()[:300]!r}", file=sys.stderr)

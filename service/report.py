@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from service.wording import interval, mean_std, p_value
 from storage.schemas import PaperReport, ReportCell, ReportGroup
 
 FAMILY_TITLES = {"mlp": "MLPs (paper Tables 1, 4-6)", "cnn": "CNNs (Table 2)",
@@ -14,24 +15,21 @@ FAMILY_TITLES = {"mlp": "MLPs (paper Tables 1, 4-6)", "cnn": "CNNs (Table 2)",
 def cell_text(c: ReportCell) -> str:
     if c.mean is None:
         return "—"
-    std = f" ± {c.std:.2f}" if c.std is not None else ""
     mark = "" if c.confirmed else " †"
-    return f"{c.mean:.2f}{std} (n={c.n}){mark}"
+    return f"{mean_std(c.mean, c.std)} (n={c.n}){mark}"
 
 
-def _stats_text(c: ReportCell) -> str:
+def stats_text(c: ReportCell) -> str:
     if c.p_welch is None and c.ci_low is None:
         return ""
-    ci = f"[{c.ci_low:+.2f}, {c.ci_high:+.2f}]" if c.ci_low is not None else "—"
-    p = f"{c.p_welch:.3g}" if c.p_welch is not None else "—"
-    return f"{ci}, p={p}"
+    return f"{interval(c.ci_low, c.ci_high) or '—'}, p={p_value(c.p_welch) or '—'}"
 
 
 def _table(title: str, cells: list[ReportCell]) -> list[str]:
     lines = [f"**{title}**", "", "| row | test error % (ours) | gain CI 95 %, Welch p | paper |",
              "|---|---|---|---|"]  # fmt: skip
     for c in cells:
-        lines.append(f"| {c.label} | {cell_text(c)} | {_stats_text(c)} | {c.paper or ''} |")
+        lines.append(f"| {c.label} | {cell_text(c)} | {stats_text(c)} | {c.paper or ''} |")
     return [*lines, ""]
 
 

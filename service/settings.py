@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -17,6 +17,14 @@ MIN_TOKEN_CHARS = 16
 # The values of .env.example and other obvious stand-ins: a token anyone can guess.
 PLACEHOLDER = re.compile(r"change[-_ ]?me|changeme|placeholder|your[-_ ]?token|^(x+|token|secret)$",
                          re.IGNORECASE)  # fmt: skip
+
+
+def setting_error(exc: ValidationError) -> str:
+    """A bad setting as one line naming its variable: ``bad setting port (NSR_PORT): ...``."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"bad setting {where} (NSR_{where.upper()}): {msg}"
 
 
 def data_dir() -> Path:

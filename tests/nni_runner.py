@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from service.quickstart import create_experiment, nnictl
+from service.nni_launcher import create_experiment, nnictl
 
 REPO = Path(__file__).resolve().parents[1]
 # NO_MORE_TRIAL means "all submitted", not "all finished": keep waiting through it.

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
 from service.api.params import DatasetP, GroupDep, ImportanceMethod, ModelP, TrialSelectionDep
-from service.confirmation_runner import start_confirmation
 from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, SettingsDep, WriteAccess
+from service.nni_launcher import start_confirmation
 from storage import importance, queries
 from storage.confirmation import MAX_SEEDS, MAX_TOP_K, confirmation_plan
 from storage.schemas import (

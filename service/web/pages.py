@@ -20,6 +20,7 @@ from service.api.params import GroupDep
 from service.deps import CacheDep, DbDep, SessionDep, SettingsDep
 from service.report import cell_text
 from service.settings import Settings
+from service.wording import interval, mean_std, p_value
 from storage import queries
 from storage.errors import StorageError
 from storage.nni_reader import read_registry
@@ -79,6 +80,10 @@ def _escape_for_script(text: str) -> Markup:
 
 templates.env.filters["tojson_compact"] = _json_for_script
 templates.env.filters["cell"] = cell_text
+# The verdict's numbers worded as everywhere else (service/wording.py).
+templates.env.filters["mean_std"] = lambda st: mean_std(st.test_error_mean, st.test_error_std)
+templates.env.filters["interval"] = lambda d: interval(d.ci_low, d.ci_high)
+templates.env.filters["p"] = p_value
 
 
 def _lambdas(params: dict[str, Any]) -> list[tuple[int, Any]]:

@@ -17,7 +17,7 @@ import yaml
 from nni_runner import REPO, NNIExperiment, free_port, nni_env, tiny_config
 from scipy import stats
 
-from service.quickstart import nnictl
+from service.nni_launcher import nnictl
 
 pytestmark = pytest.mark.nni
 
