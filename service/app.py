@@ -12,10 +12,10 @@ from fastapi import FastAPI
 
 from service import docs, errors
 from service.api import router as api_router
+from service.background_sync import Syncer
 from service.cache import ResponseCache
 from service.guard import BrowserGuard
 from service.settings import Settings
-from service.sync import Syncer
 from service.web import mount as mount_web
 from storage.db import Database
 

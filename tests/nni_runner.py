@@ -11,15 +11,19 @@ import os
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from fastapi.testclient import TestClient
 
+from service.app import create_app
 from service.nni_launcher import create_experiment, nnictl
+from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 # NO_MORE_TRIAL means "all submitted", not "all finished": keep waiting through it.
@@ -127,6 +131,32 @@ def finished_experiment(
         yield exp
     finally:
         exp.stop()
+
+
+def module_experiment(name: str, config: Callable[[], dict[str, Any]], timeout: float) -> Any:
+    """A module-scoped fixture: ``config()`` run to its end once for all the module's tests."""
+
+    @pytest.fixture(scope="module")
+    def experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
+        with finished_experiment(tmp_path_factory.mktemp(name), config(), timeout) as exp:
+            yield exp
+
+    return experiment
+
+
+def final_reports(exp: NNIExperiment) -> dict[str, Any]:
+    """Trial job id -> its decoded final report."""
+    return {m["trialJobId"]: decode(m["data"]) for m in exp.metrics if m["type"] == "FINAL"}
+
+
+@contextmanager
+def synced_service(exp: NNIExperiment, db_dir: Path) -> Iterator[tuple[TestClient, Any]]:
+    """The service on a fresh SQLite under ``db_dir``, after one sync of ``exp``'s NNI dir:
+    (client, the sync's report)."""
+    settings = Settings(database_url=f"sqlite:///{db_dir / 'nsr.sqlite'}",
+                        nni_dir=exp.nni_dir, sync_interval=0)  # fmt: skip
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        yield client, client.post("/api/sync").json()
 
 
 def tiny_config(max_trials: int = 3, epochs: int = 2, concurrency: int = 2) -> dict[str, Any]:

@@ -11,17 +11,13 @@ command for each such trial, and storage reads it back: those trials are stored 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-from nni_runner import REPO, NNIExperiment, decode, finished_experiment
+from nni_runner import REPO, NNIExperiment, decode, module_experiment, synced_service
 from sqlalchemy import select
 
-from service.app import create_app
-from service.settings import Settings
 from storage.models import Trial
 
 pytestmark = pytest.mark.nni
@@ -62,11 +58,7 @@ def early_stopping_config() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def early_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
-    home = tmp_path_factory.mktemp("nni-early")
-    with finished_experiment(home, early_stopping_config(), timeout=480) as exp:
-        yield exp
+early_experiment = module_experiment("nni-early", early_stopping_config, timeout=480)
 
 
 def curves(exp: NNIExperiment) -> dict[str, list[float]]:
@@ -106,10 +98,7 @@ def test_storage_keeps_stopped_trials_with_their_status_and_curve(
     status = {t["trialJobId"]: t["status"] for t in exp.trials}
     stopped = {job for job, st in status.items() if st == STOPPED_STATUS}
     assert len(stopped) == TRIALS // 2
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'nsr.sqlite'}",
-                        nni_dir=exp.nni_dir, sync_interval=0)  # fmt: skip
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        report = client.post("/api/sync").json()
+    with synced_service(exp, tmp_path) as (client, report):
         assert report["errors"] == [] and report["inserted"] == TRIALS
         with client.app.state.db.session_scope() as s:
             rows = {t.trial_job_id: t for t in s.scalars(select(Trial)).all()}

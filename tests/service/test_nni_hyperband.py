@@ -4,17 +4,13 @@ storage keeps the short-budget trials as partial results of the search's full bu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-from nni_runner import REPO, NNIExperiment, decode, finished_experiment
+from nni_runner import REPO, NNIExperiment, final_reports, module_experiment, synced_service
 from sqlalchemy import select
 
-from service.app import create_app
-from service.settings import Settings
 from storage.models import Trial
 from trials import contract
 
@@ -52,15 +48,7 @@ def hyperband_config() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def hyperband_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NNIExperiment]:
-    home = tmp_path_factory.mktemp("nni-hyperband")
-    with finished_experiment(home, hyperband_config(), timeout=480) as exp:
-        yield exp
-
-
-def finals(exp: NNIExperiment) -> dict[str, dict[str, Any]]:
-    return {m["trialJobId"]: decode(m["data"]) for m in exp.metrics if m["type"] == "FINAL"}
+hyperband_experiment = module_experiment("nni-hyperband", hyperband_config, timeout=480)
 
 
 def test_hyperband_runs_on_nni_3_and_promotes_the_best_short_trial(
@@ -70,7 +58,7 @@ def test_hyperband_runs_on_nni_3_and_promotes_the_best_short_trial(
     assert exp.status == "DONE", exp.status
     assert len(exp.trials) == TRIALS
     assert all(t["status"] == "SUCCEEDED" for t in exp.trials), exp.trials
-    params, reports = exp.ran_parameters(), finals(exp)
+    params, reports = exp.ran_parameters(), final_reports(exp)
     budgets = sorted(p[contract.TRIAL_BUDGET] for p in params.values())
     assert budgets == [1, 1, 1, R]
     for job, report in reports.items():  # each trial trained the epochs it was handed
@@ -90,12 +78,9 @@ def test_storage_keeps_short_budget_trials_as_partial_results_of_the_full_budget
     hyperband_experiment: NNIExperiment, tmp_path: Path
 ) -> None:
     exp = hyperband_experiment
-    params, reports = exp.ran_parameters(), finals(exp)
+    params, reports = exp.ran_parameters(), final_reports(exp)
     full_budget = f"epochs={R} lr={LR} batch_size={BATCH}"
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'nsr.sqlite'}",
-                        nni_dir=exp.nni_dir, sync_interval=0)  # fmt: skip
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        report = client.post("/api/sync").json()
+    with synced_service(exp, tmp_path) as (client, report):
         assert report["errors"] == [] and report["inserted"] == TRIALS
         with client.app.state.db.session_scope() as s:
             stored = {t.trial_job_id: (t.parameters, t.partial, t.epochs_run, t.budget, t.config)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from trials import contract
-from trials.params import merge, regularized_layers
+from trials.params import from_cli, merge, regularized_layers
 from trials.params import resolve_layers as parse_layers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +44,13 @@ def _entry(config: dict) -> tuple[object, list[str]]:
     argv = shlex.split(config["trialCommand"])
     assert argv[:2] == ["python", "-m"] and argv[2].startswith("trials."), argv
     return importlib.import_module(argv[2]), argv[3:]
+
+
+def _command_params(config: dict) -> tuple[object, type, object]:
+    """(trial module, its params class, the params its trial command gives)."""
+    module, argv = _entry(config)
+    cls = _params_class(module)
+    return module, cls, from_cli(cls, argv, "test", "")
 
 
 def _params_class(module: object) -> type:
@@ -96,7 +103,7 @@ def test_keys_are_trial_parameters(path: Path) -> None:
                 "_value": list(contract.STRENGTH_RANGES[key]),
             }, key
     # The command line itself must parse into valid parameters (model and data set names too).
-    params = module.from_cli(cls, argv, "test", "")
+    params = from_cli(cls, argv, "test", "")
     if hasattr(module, "validate"):
         module.validate(params)
 
@@ -104,9 +111,7 @@ def test_keys_are_trial_parameters(path: Path) -> None:
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
 def test_layers_exist_in_the_model(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
-    module, argv = _entry(config)
-    cls = _params_class(module)
-    params = module.from_cli(cls, argv, "test", "")
+    module, cls, params = _command_params(config)
     available = module.layer_indices(params)
     space = config["searchSpace"]
     keys = {k for k, _ in _specs(space)}
@@ -127,9 +132,7 @@ def test_every_sampled_configuration_is_a_valid_trial(path: Path) -> None:
     from nni.algorithms.hpo.random_tuner import RandomTuner
 
     config = yaml.safe_load(path.read_text())
-    module, argv = _entry(config)
-    cls = _params_class(module)
-    base = module.from_cli(cls, argv, "test", "")
+    module, cls, base = _command_params(config)
     tuner = RandomTuner(seed=0)
     tuner.update_search_space(config["searchSpace"])
     seen = set()
