@@ -15,10 +15,15 @@ from storage.sync import sync_all
 pytestmark = pytest.mark.nni
 
 
-def nni_best_trial(exp):
-    """NNI's own best trial: lowest final 'default' (the tuner minimizes), from its REST data."""
+def nni_best_trial(exp, chosen: str):
+    """NNI's own best trial (lowest final 'default', what the tuner minimizes) from its REST data:
+    ``chosen`` (the service's pick), which must be one of the trials tied for the lowest, since
+    errors come in whole images and equal runs tie."""
     finals = {m["trialJobId"]: decode(m["data"]) for m in exp.metrics if m["type"] == "FINAL"}
-    best_id = min(finals, key=lambda j: finals[j]["default"])
+    lowest = min(f["default"] for f in finals.values())
+    tied = {j for j, f in finals.items() if f["default"] == lowest}
+    assert chosen in tied, (chosen, tied)
+    best_id = chosen
     job = next(t for t in exp.trials if t["trialJobId"] == best_id)
     periodic = sorted((m["sequence"], decode(m["data"])) for m in exp.metrics
                       if m["trialJobId"] == best_id and m["type"] == "PERIODICAL")  # fmt: skip
@@ -51,8 +56,8 @@ def test_service_matches_nni_then_resync_then_fresh_db_from_sqlite(nni_experimen
         listed = client.get(f"/api/experiments/{exp.id}/trials", params={"limit": 1000}).json()
         assert {t["trial_job_id"]: t["parameters"] for t in listed["items"]} == ran
 
-        job, final, curve = nni_best_trial(exp)
         best = client.get("/api/models/mlp4/digits/best-config").json()["trial"]
+        job, final, curve = nni_best_trial(exp, best["trial_job_id"])
         params = ran[job["trialJobId"]]
         assert best["experiment"] == exp.id
         assert best["trial_job_id"] == job["trialJobId"]

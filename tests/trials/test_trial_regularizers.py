@@ -94,7 +94,8 @@ def test_cnn_trial_with_every_regularizer(kind: str) -> None:
 @pytest.mark.parametrize("kind", BASELINES)
 def test_gnn_trial_with_every_regularizer(kind: str) -> None:
     p = gnn.GNNParams(
-        synthetic=200, epochs=20, device="cpu", threads=1, regularizer=kind, layers="2"
+        synthetic=200, epochs=20, device="cpu", threads=1, regularizer=kind, layers="2",
+        dropout=0.0,  # dropout masks differ between processors (tests/trials/test_gnn.py)
     )
     result = gnn.main(p)
     check(result, kind)
