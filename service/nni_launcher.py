@@ -47,11 +47,23 @@ def free_port_from(host: str, start: int) -> int:
     raise LaunchError(f"no free port in {start}..{start + PORTS_TRIED - 1} on {host}")
 
 
-def nnictl(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run nnictl with this interpreter; ``env`` defaults to ours (tests pass a temporary HOME)."""
+BIND_HOST_JS = Path(__file__).resolve().parent / "node" / "bind_host.js"
+LOOPBACK = "127.0.0.1"
+
+
+def nnictl(
+    *args: str, env: Mapping[str, str] | None = None, bind: str = LOOPBACK
+) -> subprocess.CompletedProcess[str]:
+    """Run nnictl with this interpreter; ``env`` defaults to ours (tests pass a temporary HOME).
+
+    A manager it starts listens on ``bind`` only (``node/bind_host.js``, preloaded into NNI's
+    node process): NNI 3.0 itself listens on every interface."""
     env = dict(os.environ if env is None else env)
     # Trials run `python -m trials.mlp`: this interpreter (the venv's) must be their `python`.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["NSR_NNI_BIND"] = bind
+    preload = f'--require "{BIND_HOST_JS}"'
+    env["NODE_OPTIONS"] = f"{env['NODE_OPTIONS']} {preload}" if env.get("NODE_OPTIONS") else preload
     return subprocess.run(
         [sys.executable, "-m", "nni.tools.nnictl.nnictl", *args],
         env=env,
@@ -62,9 +74,12 @@ def nnictl(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def create_experiment(config: Path, port: int, env: Mapping[str, str] | None = None) -> str:
-    """``nnictl create``; the new experiment's id, or a LaunchError with nnictl's last lines."""
-    out = nnictl("create", "--config", str(config), "--port", str(port), env=env)
+def create_experiment(
+    config: Path, port: int, env: Mapping[str, str] | None = None, bind: str = LOOPBACK
+) -> str:
+    """``nnictl create`` with its manager on ``bind``; the new experiment's id, or a LaunchError
+    with nnictl's last lines."""
+    out = nnictl("create", "--config", str(config), "--port", str(port), env=env, bind=bind)
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)  # nnictl colours its output
     match = re.search(r"Experiment ID: (\w+)", text)
     if out.returncode != 0 or not match:
@@ -87,8 +102,8 @@ def start_confirmation(plan: ConfirmationPlan, settings: Settings) -> Confirmati
     """Start the plan under NNI. It runs like any search (its own UI; the service's background
     sync picks its trials up); its name marks it as a confirmation."""
     path = write_plan(plan)
-    port = free_port_from("127.0.0.1", FIRST_CONFIRMATION_PORT)
-    nni_id = create_experiment(path, port)
+    port = free_port_from(LOOPBACK, FIRST_CONFIRMATION_PORT)
+    nni_id = create_experiment(path, port, bind=settings.nni_bind)
     return ConfirmationStarted(
         plan=plan, started=True, nni_id=nni_id, nni_url=f"http://127.0.0.1:{port}/",
         config_path=str(path),

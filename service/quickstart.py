@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         base = ensure_service(settings, data_dir() / "service.log")
         nni_port = free_port_from("127.0.0.1", args.nni_port)
         started = time.monotonic()
-        exp_id = create_experiment(args.config, nni_port)
+        exp_id = create_experiment(args.config, nni_port, bind=settings.nni_bind)
         print(
             f"NNI experiment {exp_id} started; its own UI: http://127.0.0.1:{nni_port}/", flush=True
         )

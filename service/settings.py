@@ -44,14 +44,19 @@ class Settings(BaseSettings):
         default_factory=default_database_url,
         description="SQLAlchemy URL; SQLite file by default, postgresql+psycopg://... for a team",
     )
-    data_root: Path = Field(
-        default_factory=lambda: data_dir() / "data", description="where trials find data sets"
-    )
     nni_dir: Path = Field(
         default_factory=lambda: Path(os.path.expanduser("~")) / "nni-experiments",
         description="NNI's experiment directory holding the .experiment registry",
     )
     host: str = "127.0.0.1"
+    nni_bind: str = Field(
+        default="127.0.0.1",
+        max_length=64,
+        pattern=r"^[0-9A-Za-z.:-]+$",
+        description="the address NNI managers started by the service and the quickstart listen "
+        "on (NNI itself listens on every interface); set it to the manager's address for a "
+        "remote training service, whose workers connect back to it",
+    )
     port: int = Field(default=8765, ge=1, le=65535)
     sync_interval: float = Field(
         default=5.0, ge=0, description="seconds between background syncs; 0 turns it off"
