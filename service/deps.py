@@ -67,6 +67,24 @@ def require_token(
         )
 
 
+START_NEEDS_TOKEN = (
+    "starting NNI from the service runs trials as the service's user, so it needs the write "
+    "token even on loopback: set NSR_API_TOKEN on the service and send 'Authorization: Bearer "
+    "<token>'; without one, ask for the plan (start=false) and run nnictl create on it yourself"
+)
+
+
+def require_start_token(
+    settings: Settings, credentials: HTTPAuthorizationCredentials | None
+) -> None:
+    """``start=true``: the token is required whether or not the service has one configured
+    (a 403 when it has none, a 401 when the request's is missing or wrong)."""
+    if settings.api_token is None:
+        raise HTTPException(403, START_NEEDS_TOKEN)
+    require_token(settings, credentials)
+
+
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 SessionDep = Annotated[Session, Depends(get_session)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import subprocess
 import sys
 import time
@@ -59,7 +61,22 @@ def sync_line(report: Mapping[str, Any]) -> str:
     return "\n".join([line, *(f"  sync error: {e}" for e in errors)])
 
 
-def ensure_service(settings: Settings, log_path: Path) -> str:
+def service_token(settings: Settings) -> SecretStr:
+    """The write token for the service the quickstart talks to: ``NSR_API_TOKEN`` when set, else
+    one made once and kept, readable by this user only, in the data directory. Starting NNI from
+    the service needs a token even on loopback; the service the quickstart starts gets this one."""
+    if settings.api_token is not None:
+        return settings.api_token
+    path = data_dir() / "service.token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return SecretStr(path.read_text().strip())
+
+
+def ensure_service(settings: Settings, log_path: Path, token: SecretStr) -> str:
     """Start ``python -m service serve`` detached, unless ours already answers on the port."""
     base = f"http://{settings.host}:{settings.port}"
     try:
@@ -78,6 +95,7 @@ def ensure_service(settings: Settings, log_path: Path) -> str:
         # A new session: the service outlives this script (and `make`), for browsing the results.
         proc = subprocess.Popen(
             [sys.executable, "-m", "service", "serve"],
+            env={**os.environ, "NSR_API_TOKEN": token.get_secret_value()},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -228,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             raise QuickstartError(f"config {args.config} does not exist")
         config = yaml.safe_load(args.config.read_text())
         model, dataset = model_and_dataset(config)
-        base = ensure_service(settings, data_dir() / "service.log")
+        token = service_token(settings)
+        base = ensure_service(settings, data_dir() / "service.log", token)
         nni_port = free_port_from("127.0.0.1", args.nni_port)
         started = time.monotonic()
         exp_id = create_experiment(args.config, nni_port, bind=settings.nni_bind)
@@ -238,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
         print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
         report = http_json(
-            f"{base}/api/sync", method="POST", timeout=120, token=settings.api_token
+            f"{base}/api/sync", method="POST", timeout=120, token=token
         )
         print(sync_line(report), flush=True)
         for line in summary(base, model, dataset):
@@ -247,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.confirm_top > 0 and status == "DONE":
             status = confirm(
                 group, base, args.confirm_top, args.confirm_seeds, args.timeout,
-                settings.api_token,
+                token,
             )  # fmt: skip
         for line in verdict_lines(http_json(f"{group}/compare")):
             print(line)

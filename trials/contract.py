@@ -328,13 +328,21 @@ def entry_command(entry: str, params: Mapping[str, Any], python: str = "python")
     return shlex.join(argv)
 
 
+#: Bounds on a stored trial command before it is parsed: shlex's split is quadratic in a long
+#: token (a 0.9 MB one took 13 s), and every flag becomes a configuration key of every trial.
+#: Our own commands are a few hundred characters with a few dozen flags.
+MAX_COMMAND_CHARS = 16_384
+MAX_COMMAND_FLAGS = 256
+
+
 def parse_command(command: str | None) -> dict[str, Any]:
     """The flags of a trial command as parameters: ``python -m trials.mlp --model mlp4
     --lambda-4 2`` -> {"entry": "mlp", "model": "mlp4", "lambda_4": "2"} (values as text).
 
     Never raises: a command that is not ours gives what can be read of it (unbalanced quotes fall
-    back to white space)."""
-    if not command:
+    back to white space); one over ``MAX_COMMAND_CHARS`` gives nothing, and flags beyond
+    ``MAX_COMMAND_FLAGS`` are not read."""
+    if not command or len(command) > MAX_COMMAND_CHARS:
         return {}
     try:
         argv = shlex.split(command)
@@ -346,6 +354,8 @@ def parse_command(command: str | None) -> dict[str, Any]:
             flags[ENTRY] = m.group(1)
         if not arg.startswith("--") or len(arg) == 2:
             continue
+        if len(flags) >= MAX_COMMAND_FLAGS:
+            break
         name, sep, value = arg[2:].partition("=")
         if not sep:
             if i + 1 >= len(argv) or argv[i + 1].startswith("--"):

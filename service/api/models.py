@@ -11,7 +11,16 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
 from service.api.params import DatasetP, GroupDep, ImportanceMethod, ModelP, TrialSelectionDep
-from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, SettingsDep, WriteAccess
+from service.deps import (
+    WRITE_RESPONSES,
+    BearerDep,
+    CacheDep,
+    DbDep,
+    SessionDep,
+    SettingsDep,
+    WriteAccess,
+    require_start_token,
+)
 from service.nni_launcher import start_confirmation
 from storage import importance, queries
 from storage.confirmation import MAX_SEEDS, MAX_TOP_K, confirmation_plan
@@ -87,11 +96,16 @@ def search_space(
     "/{model}/{dataset}/confirm",
     response_model=ConfirmationStarted,
     dependencies=[WriteAccess],
-    responses={**WRITE_RESPONSES, 502: {"description": "nnictl could not start the experiment"}},
+    responses={
+        **WRITE_RESPONSES,
+        403: {"description": "start=true on a service without NSR_API_TOKEN"},
+        502: {"description": "nnictl could not start the experiment"},
+    },
 )
 async def confirm(
     db: DbDep,
     settings: SettingsDep,
+    credentials: BearerDep,
     group: GroupDep,
     top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="configurations to confirm")] = 3,
     seeds: Annotated[int, Query(ge=2, le=MAX_SEEDS, description="fresh seeds per config")] = 5,
@@ -103,6 +117,8 @@ async def confirm(
 ) -> ConfirmationStarted:
     """Plan (and with start=true, start under NNI) the experiment that re-runs the top-k
     configurations of the group and vanilla over fresh seeds."""
+    if start:
+        require_start_token(settings, credentials)
 
     def plan_it() -> ConfirmationStarted:
         with db.session_scope() as s:
