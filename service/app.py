@@ -24,7 +24,9 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
     settings = settings or Settings()
     db = Database(settings.database_url)
     db.migrate()
-    cache = ResponseCache(db)
+    cache = ResponseCache(
+        db, heavy_workers=settings.heavy_workers, deadline=settings.answer_seconds
+    )
     syncer = Syncer(db, settings.nni_dir, on_change=cache.invalidate)
     # Imports get their own thread, one at a time: a slow upload never takes the threads that
     # the background sync and the cached answers run in. (Not shut down with the lifespan: the

@@ -7,6 +7,7 @@ from html import escape
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from service.cache import AnswerBusy
 from service.nni_launcher import LaunchError
 from storage.errors import (
     Conflict,
@@ -19,6 +20,7 @@ from storage.errors import (
 
 STATUS: dict[type[Exception], int] = {
     LaunchError: 502,  # nnictl failed or no port was free: NNI, not the request, is at fault
+    AnswerBusy: 503,  # the answer is still being computed: the same request later gets it
     NotFound: 404,
     InvalidValue: 422,
     Conflict: 409,
@@ -47,3 +49,4 @@ async def error_handler(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(StorageError, error_handler)
     app.add_exception_handler(LaunchError, error_handler)
+    app.add_exception_handler(AnswerBusy, error_handler)

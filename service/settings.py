@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     import_seconds: float = Field(
         default=60.0, gt=0, description="longest time one nni.sqlite upload may take to read"
     )
+    answer_seconds: float = Field(
+        default=30.0, gt=0, description="longest a request waits for an uncached answer; then a "
+        "503 (the computation goes on and its answer is cached)",
+    )  # fmt: skip
+    heavy_workers: int = Field(
+        default=2, ge=1, le=64, description="threads for the costly answers (importance, the "
+        "report, large plot data), apart from the cheap ones and /api/health",
+    )  # fmt: skip
     ui_refresh_seconds: float = Field(
         default=10.0, ge=0, description="how often an open experiment page reloads its trials "
         "while NNI's manager runs; 0 turns it off",

@@ -98,5 +98,5 @@ def sync_errors(session: SessionDep) -> list[SyncErrorItem]:
 
 
 @router.get("/health")
-def health() -> dict[str, str]:
+async def health() -> dict[str, str]:  # async: on the event loop, never behind a busy thread
     return {"status": "ok"}
