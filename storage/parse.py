@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from storage.limits import clean_json, finite_float
-from storage.nni_reader import RawExperiment, RawTrial
+from storage.nni.records import RawExperiment, RawTrial
 from trials import contract
 
 # How a confirmation experiment names the searches it confirms (storage/confirmation.py).

@@ -22,7 +22,7 @@ from service.report import cell_text
 from service.settings import Settings
 from storage import queries
 from storage.errors import StorageError
-from storage.nni_reader import read_registry
+from storage.nni.registry import read_registry
 from storage.report import paper_report
 from storage.schemas import ExperimentDetail
 from trials import contract

@@ -15,7 +15,7 @@ from synthetic_nni import write_nni_sqlite, write_registry
 
 from service.app import create_app
 from service.settings import Settings
-from storage import nni_reader
+from storage.nni import sqlite as nni_reader
 
 OCTETS = {"Content-Type": "application/octet-stream"}
 # Per file: the deadline of a read is NSR_IMPORT_SECONDS (set to 10 s here); a recursive view

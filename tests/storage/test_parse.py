@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from storage.nni_reader import RawTrial
+from storage.nni.records import RawTrial
 from storage.parse import (
     config_key,
     confirmation_name,

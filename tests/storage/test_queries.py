@@ -9,7 +9,7 @@ import pytest
 from storage import queries as q
 from storage.errors import InvalidValue, NotFound
 from storage.ingest import ingest_experiment
-from storage.nni_reader import RawExperiment, RawTrial
+from storage.nni.records import RawExperiment, RawTrial
 from storage.queries import Group
 from storage.queries import TrialFilter as TF
 

@@ -13,7 +13,7 @@ from storage import queries as q
 from storage.confirmation import FIRST_FRESH_SEED, confirmation_plan
 from storage.errors import InvalidValue
 from storage.ingest import ingest_experiment
-from storage.nni_reader import RawExperiment, RawTrial
+from storage.nni.records import RawExperiment, RawTrial
 from storage.parse import confirmation_name
 from storage.report import paper_report
 from storage.warm_start import warm_start
