@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy.orm import Session
-
+from storage.db import Session
 from storage.errors import NotFound
 from storage.queries import (
     Group,

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from sqlalchemy.orm import Session
 
+from storage.db import Session
 from storage.errors import InvalidValue, NotFound
 from storage.queries import (
     ExperimentRun,

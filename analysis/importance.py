@@ -23,8 +23,8 @@ from dataclasses import replace
 from typing import Any, Literal
 
 import optuna
-from sqlalchemy.orm import Session
 
+from storage.db import Session
 from storage.errors import InvalidValue
 from storage.queries import TrialSelection, list_scored_trials
 from storage.schemas import Importance, ImportanceGroup

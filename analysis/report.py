@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy.orm import Session
-
 from analysis import paper_figures
 from analysis.verdict import versus
+from storage.db import Session
 from storage.queries import (
     Group,
     TrialSet,

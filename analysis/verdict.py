@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy.orm import Session
-
 from analysis.best import winners_curse
 from analysis.statistics import difference
+from storage.db import Session
 from storage.queries import (
     Group,
     confirmation_trials,

@@ -17,10 +17,10 @@ import math
 from typing import Any
 
 import yaml
-from sqlalchemy.orm import Session
 
 from analysis.best import layer_recommendation
 from analysis.confirmation import rerun_config
+from storage.db import Session
 from storage.errors import NotFound
 from storage.queries import (
     Group,
