@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet "setuptools<81" wheel
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@# NSR's C++ CPU kernel, built once here so the first trial does not wait ~30 s for it.
-	$(BIN)/python -c 'from trials.nsr import cpu_kernel; cpu_kernel()'
+	$(BIN)/python -c 'from trials.nsr_kernel import cpu_kernel; cpu_kernel()'
 	touch $@
 
 setup: $(BIN)/.installed

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trials.engine import PlainSGD  # noqa: E402
 from trials.mlp import HIDDEN, MLP  # noqa: E402
-from trials.nsr import NeuronSteadiness, cpu_kernel  # noqa: E402
+from trials.nsr import NeuronSteadiness  # noqa: E402
+from trials.nsr_kernel import cpu_kernel  # noqa: E402
 
 
 def main() -> None:

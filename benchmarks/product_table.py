@@ -6,8 +6,8 @@
    [0.01, 100]) of ``--trials`` trials on Fashion-MNIST (Debian's dataset-fashion-mnist; MNIST
    itself has no offline copy here),
 2. a sync into a throwaway database, then the confirmation experiment the service would start
-   (``storage.confirmation``: the top-k configurations and vanilla over fresh seeds),
-3. a second sync and the verdict (``queries.compare``) and the report (``python -m service
+   (``analysis.confirmation``: the top-k configurations and vanilla over fresh seeds),
+3. a second sync and the verdict (``analysis.verdict.compare``) and the report (``python -m service
    report``), printed with the 95 % bootstrap CI and Welch's p of every configuration.
 NNI runs under a temporary HOME, so the user's own experiments are untouched. Wall times printed.
 """
@@ -29,11 +29,12 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from nni_runner import NNIExperiment, free_port  # noqa: E402
 
+from analysis.confirmation import confirmation_plan  # noqa: E402
+from analysis.report import paper_report  # noqa: E402
+from analysis.verdict import compare  # noqa: E402
 from service.report import to_markdown  # noqa: E402
-from storage.confirmation import confirmation_plan  # noqa: E402
 from storage.db import Database  # noqa: E402
-from storage.queries import Group, compare  # noqa: E402
-from storage.report import paper_report  # noqa: E402
+from storage.queries import Group  # noqa: E402
 from storage.sync import sync_all  # noqa: E402
 
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the synthetic NNI experiments live wi
 
 from synthetic_nni import write_nni_sqlite, write_registry  # noqa: E402
 
-from storage import queries  # noqa: E402
+from analysis import best  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.sync import sync_all  # noqa: E402
 
@@ -145,8 +145,8 @@ def main() -> int:
               f"{again.inserted + again.updated} rows written")  # fmt: skip
         # The endpoints serve from a cache cleared on every change; the uncached query is what a
         # request pays right after a sync, so print it too (one session, no HTTP).
-        for name, query in (("best-config", queries.best_config),
-                            ("recommendation", queries.layer_recommendation)):
+        for name, query in (("best-config", best.best_config),
+                            ("recommendation", best.layer_recommendation)):
             times = []
             for m, d in PAIRS:
                 with db.session_scope() as session:

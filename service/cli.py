@@ -150,12 +150,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _answer(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    from analysis.confirmation import confirmation_plan
+    from analysis.report import paper_report
+    from analysis.warm_start import warm_start
     from service.nni_launcher import start_confirmation, write_plan
     from service.report import to_csv, to_markdown
-    from storage.confirmation import confirmation_plan
     from storage.queries import Group
-    from storage.report import paper_report
-    from storage.warm_start import warm_start
 
     with db.session_scope() as s:
         if args.command == "report":

@@ -1,4 +1,4 @@
-"""The paper-style report rendered as Markdown or CSV (the data: ``storage.report``)."""
+"""The paper-style report rendered as Markdown or CSV (the data: ``analysis.report``)."""
 
 from __future__ import annotations
 

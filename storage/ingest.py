@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from storage.errors import NotFound
 from storage.limits import fit_experiment_rows
 from storage.models import DataVersion, Experiment, Trial, TrialLayer
-from storage.nni_reader import RawExperiment
+from storage.nni.records import RawExperiment
 from storage.parse import parse_experiment
 
 

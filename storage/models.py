@@ -42,7 +42,7 @@ class Experiment(Base):
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(32))
     # "search", or "confirmation": an experiment that re-runs chosen configurations of earlier
-    # searches over fresh seeds (its NNI name says which, see storage/confirmation.py).
+    # searches over fresh seeds (its NNI name says which, see analysis/confirmation.py).
     role: Mapped[str] = mapped_column(String(16), default="search")
     confirms: Mapped[list[str] | None] = mapped_column(JSON)  # the searches' NNI ids
     start_time: Mapped[int | None] = mapped_column(BigInteger)

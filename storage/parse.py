@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from storage.limits import clean_json, finite_float
-from storage.nni_reader import RawExperiment, RawTrial
+from storage.nni.records import RawExperiment, RawTrial
+from storage.schemas import confirmed_searches
 from trials import contract
-
-# How a confirmation experiment names the searches it confirms (storage/confirmation.py).
-CONFIRM_NAME = re.compile(r"^nsr-confirm \S+ of ([A-Za-z0-9_-]+(?:,[A-Za-z0-9_-]+)*)$")
 
 CONFIG_FROM_REPORT = "report"
 CONFIG_FROM_PARAMETERS = "parameters"
@@ -117,12 +114,6 @@ def _canonical_values(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def effective_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """What identifies a configuration across seeds (seed, runtime knobs and the λ of layers
-    that are not regularized left out)."""
-    return contract.config_identity(config)
-
-
 def config_key(config: dict[str, Any]) -> str:
     return _digest(contract.config_identity(_canonical_values(config)))
 
@@ -142,17 +133,6 @@ def trial_config(
 class ParsedExperiment:
     row: dict[str, Any]
     trials: list[tuple[dict[str, Any], list[dict[str, Any]]]]  # (trial row, layer rows)
-
-
-def confirmation_name(model: str, dataset: str, searches: list[str]) -> str:
-    """The NNI experiment name that marks a confirmation experiment (read back below)."""
-    return f"nsr-confirm {model}/{dataset} of {','.join(searches)}"
-
-
-def confirmed_searches(name: str | None) -> list[str] | None:
-    """The search experiments a confirmation experiment confirms (from its name), else None."""
-    m = CONFIRM_NAME.match(name or "")
-    return m.group(1).split(",") if m else None
 
 
 def parse_experiment(raw: RawExperiment) -> ParsedExperiment:

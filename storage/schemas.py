@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
@@ -241,6 +242,22 @@ class PlannedConfiguration(BaseModel):
     search_val_error: float | None = Field(description="its best single search trial")
 
 
+# How a confirmation experiment's NNI name marks it and the searches it confirms: written by
+# analysis.confirmation's plan, read back by storage.parse when the experiment syncs.
+CONFIRM_NAME = re.compile(r"^nsr-confirm \S+ of ([A-Za-z0-9_-]+(?:,[A-Za-z0-9_-]+)*)$")
+
+
+def confirmation_name(model: str, dataset: str, searches: list[str]) -> str:
+    """The NNI experiment name that marks a confirmation experiment."""
+    return f"nsr-confirm {model}/{dataset} of {','.join(searches)}"
+
+
+def confirmed_searches(name: str | None) -> list[str] | None:
+    """The search experiments a confirmation experiment confirms (from its name), else None."""
+    m = CONFIRM_NAME.match(name or "")
+    return m.group(1).split(",") if m else None
+
+
 class ConfirmationPlan(BaseModel):
     model: str
     dataset: str
@@ -305,9 +322,8 @@ class PaperReport(BaseModel):
     groups: list[ReportGroup]
 
 
-# ---------------------------------------------------------------- results UI (issue 14)
-# The experiment and compare pages and the importance endpoint. Kept in one section so that the
-# storage work of other branches merges around it.
+# ---------------------------------------------------------------- results UI
+# The experiment and compare pages and the importance endpoint.
 
 
 class TrialPoints(BaseModel):

@@ -20,17 +20,11 @@ from storage.errors import InvalidValue, SourceError, StorageError
 from storage.ingest import IngestResult, current_stamp, ingest_experiment
 from storage.limits import clean_text
 from storage.models import SyncError
-from storage.nni_reader import (
-    RegistryEntry,
-    assessor_stopped,
-    experiment_db_path,
-    mark_assessor_stops,
-    read_registry,
-    read_rest,
-    read_sqlite,
-    rest_alive,
-    source_stamp,
-)
+from storage.nni.manager_log import assessor_stopped, mark_assessor_stops
+from storage.nni.records import RegistryEntry
+from storage.nni.registry import experiment_db_path, read_registry
+from storage.nni.rest import read_rest, rest_alive
+from storage.nni.sqlite import read_sqlite, source_stamp
 from storage.schemas import SyncReport
 
 log = logging.getLogger(__name__)

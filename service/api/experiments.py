@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from analysis import importance
 from service.api.params import (
     Dataset,
     ExperimentTrialFilterDep,
@@ -16,7 +17,7 @@ from service.api.params import (
     TrialSelectionDep,
 )
 from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, WriteAccess
-from storage import importance, ingest, queries
+from storage import ingest, queries
 from storage.queries import TrialSort
 from storage.schemas import (
     ExperimentDetail,
@@ -88,7 +89,7 @@ def delete_experiment(
     return Response(status_code=204)
 
 
-# ---------------------------------------------------------------- results UI (issue 14)
+# ---------------------------------------------------------------- results UI
 NniId = Annotated[str, Path(max_length=64, description="NNI experiment id")]
 
 

@@ -10,6 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
+from analysis import best, importance, verdict
+from analysis.confirmation import MAX_SEEDS, MAX_TOP_K, confirmation_plan
+from analysis.warm_start import warm_start
 from service.api.params import DatasetP, GroupDep, ImportanceMethod, ModelP, TrialSelectionDep
 from service.deps import (
     WRITE_RESPONSES,
@@ -22,8 +25,7 @@ from service.deps import (
     require_start_token,
 )
 from service.nni_launcher import start_confirmation
-from storage import importance, queries
-from storage.confirmation import MAX_SEEDS, MAX_TOP_K, confirmation_plan
+from storage import queries
 from storage.schemas import (
     BestConfig,
     BestLambdas,
@@ -34,7 +36,6 @@ from storage.schemas import (
     ModelDataset,
     WarmStart,
 )
-from storage.warm_start import warm_start
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -51,14 +52,14 @@ def list_models(session: SessionDep) -> list[ModelDataset]:
 async def best_config(cache: CacheDep, group: GroupDep) -> Response:
     """The search trial with the lowest validation error in one budget, and its configuration's
     confirmation runs (or the winner's-curse caveat when there are none)."""
-    return await cache.json(("best-config", group), lambda s: queries.best_config(s, group))
+    return await cache.json(("best-config", group), lambda s: best.best_config(s, group))
 
 
 @router.get("/{model}/{dataset}/best-lambda", response_model=BestLambdas)
 async def best_lambda(cache: CacheDep, group: GroupDep) -> Response:
     """Per layer, the λ of the best single-layer NSR search trial on it."""
     return await cache.json(
-        ("best-lambda", group), lambda s: queries.best_lambda_per_layer(s, group)
+        ("best-lambda", group), lambda s: best.best_lambda_per_layer(s, group)
     )
 
 
@@ -66,7 +67,7 @@ async def best_lambda(cache: CacheDep, group: GroupDep) -> Response:
 async def recommendation(cache: CacheDep, group: GroupDep) -> Response:
     """Layers ranked by intra-class variance (vanilla trials) and by achieved error."""
     return await cache.json(
-        ("recommendation", group), lambda s: queries.layer_recommendation(s, group)
+        ("recommendation", group), lambda s: best.layer_recommendation(s, group)
     )
 
 
@@ -75,7 +76,7 @@ async def compare(cache: CacheDep, group: GroupDep) -> Response:
     """Vanilla vs every compared configuration: from confirmation runs over fresh seeds when they
     exist (mean ± std, 95 % bootstrap CI of the difference, Welch and paired p-values), else the
     search's best per family, marked unconfirmed."""
-    return await cache.json(("compare", group), lambda s: queries.compare(s, group))
+    return await cache.json(("compare", group), lambda s: verdict.compare(s, group))
 
 
 @router.get("/{model}/{dataset}/search-space", response_model=WarmStart)
@@ -132,7 +133,7 @@ async def confirm(
     return await asyncio.to_thread(plan_it)
 
 
-# ---------------------------------------------------------------- results UI (issue 14)
+# ---------------------------------------------------------------- results UI
 
 
 @router.get("/{model}/{dataset}/importance", response_model=Importance)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Path, Query
 from pydantic import StringConstraints
 
-from storage.queries import MAX_LIMIT, MAX_OFFSET, Group, TrialFilter, TrialSelection
+from storage.queries import MAX_LIMIT, MAX_OFFSET, Group, TrialSelection
 
 TrialStatus = Literal[
     "WAITING", "RUNNING", "SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED",
@@ -44,16 +44,21 @@ def trial_filter(
     status: Status = None,
     layers: Layers = None,
     budget: Budget = None,
-) -> TrialFilter:
+) -> TrialSelection:
     """The trial filters of the query string, as the one value the queries take."""
-    return TrialFilter(experiment, model, dataset, status, layers, budget)
+    return TrialSelection(
+        experiments=(experiment,) if experiment is not None else (), model=model, dataset=dataset,
+        statuses=(status,) if status is not None else (),
+        layers=(layers,) if layers is not None else (),
+        budgets=(budget,) if budget is not None else (),
+    )  # fmt: skip
 
 
 def experiment_trial_filter(
     nni_id: str, status: Status = None, layers: Layers = None, budget: Budget = None
-) -> TrialFilter:
+) -> TrialSelection:
     """The trials of the experiment in the path, filtered by the query string."""
-    return TrialFilter(experiment=nni_id, status=status, layers=layers, budget=budget)
+    return trial_filter(experiment=nni_id, status=status, layers=layers, budget=budget)
 
 
 ModelP = Annotated[str, Path(max_length=64, description="model, e.g. mlp4")]
@@ -67,12 +72,12 @@ def model_group(
     return Group(model, dataset, budget, include_partial)
 
 
-TrialFilterDep = Annotated[TrialFilter, Depends(trial_filter)]
+TrialFilterDep = Annotated[TrialSelection, Depends(trial_filter)]
 GroupDep = Annotated[Group, Depends(model_group)]
-ExperimentTrialFilterDep = Annotated[TrialFilter, Depends(experiment_trial_filter)]
+ExperimentTrialFilterDep = Annotated[TrialSelection, Depends(experiment_trial_filter)]
 
 
-# ---------------------------------------------------------------- results UI (issue 14)
+# ---------------------------------------------------------------- results UI
 # Item types of the repeatable filters (a constraint on the Query would apply to the list).
 FamilyItem = Annotated[str, StringConstraints(max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
 LayersItem = Annotated[str, StringConstraints(max_length=128, pattern=r"^(none|\d+(,\d+)*)$")]

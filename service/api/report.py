@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from analysis.report import paper_report
 from service.deps import SessionDep
 from service.report import to_csv, to_markdown
-from storage.report import paper_report
 from storage.schemas import PaperReport
 
 router = APIRouter(prefix="/report", tags=["report"])

@@ -78,7 +78,8 @@ def export_trials_csv(db: DbDep, where: TrialFilterDep) -> StreamingResponse:
 
     # Header values must be latin-1 and quote-free: any other character of a user-given filter
     # made this a 500 (found by schemathesis), so the file name keeps only safe characters.
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", where.experiment or where.model or "all")
+    experiment = where.experiments[0] if where.experiments else None
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", experiment or where.model or "all")
     name = f"trials-{stem}.csv"
     return StreamingResponse(
         lines(),

@@ -16,6 +16,9 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from pydantic import BaseModel, StringConstraints
 
+from analysis.best import best_config, best_lambda_per_layer, layer_recommendation
+from analysis.report import paper_report
+from analysis.verdict import compare
 from service.api.params import GroupDep
 from service.deps import CacheDep, DbDep, SessionDep, SettingsDep
 from service.report import cell_text
@@ -23,8 +26,7 @@ from service.settings import Settings
 from service.wording import interval, mean_std, p_value
 from storage import queries
 from storage.errors import StorageError
-from storage.nni_reader import read_registry
-from storage.report import paper_report
+from storage.nni.registry import read_registry
 from storage.schemas import ExperimentDetail
 from trials import contract
 
@@ -141,7 +143,7 @@ async def experiment_page(
     ctx = {
         "exp": exp,
         "points_json": _escape_for_script(points.decode()),
-        "budgets_stored": queries.budget_column() is not None,
+        "budgets_stored": True,
         "sync_errors": _sync_errors(request, nni_id),
         "nni_ui": _nni_ui_url(request, settings, exp.nni_id, exp.status),
         # While the manager runs, the page fetches the trials again (NNI's own UI does too).
@@ -197,15 +199,15 @@ def compare_page(
 
 @router.get("/models/{model}/{dataset}", response_class=HTMLResponse)
 def model_page(request: Request, session: SessionDep, group: GroupDep) -> HTMLResponse:
-    best = queries.best_config(session, group)
+    best = best_config(session, group)
     group = queries.Group(group.model, group.dataset, best.budget, group.include_partial)
     ctx: dict[str, Any] = {
         "model": group.model,
         "dataset": group.dataset,
         "best": best,
-        "lambdas": queries.best_lambda_per_layer(session, group),
-        "rec": queries.layer_recommendation(session, group),
-        "cmp": queries.compare(session, group),
+        "lambdas": best_lambda_per_layer(session, group),
+        "rec": layer_recommendation(session, group),
+        "cmp": compare(session, group),
     }
     return templates.TemplateResponse(request, "model.html", ctx)
 

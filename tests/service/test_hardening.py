@@ -211,7 +211,7 @@ def test_csv_neutralises_formula_cells_and_streams(settings, tmp_path):
 
 def test_csv_rows_are_read_in_batches(client, monkeypatch):
     """Bounded memory: the export reads its rows a batch at a time (yield_per), never all."""
-    from storage import queries
+    from storage.queries import trials as queries
 
     monkeypatch.setattr(queries, "_CSV_BATCH", 7)
     seen: list[int] = []

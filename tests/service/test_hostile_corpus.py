@@ -15,7 +15,7 @@ from synthetic_nni import write_nni_sqlite, write_registry
 
 from service.app import create_app
 from service.settings import Settings
-from storage import nni_reader
+from storage.nni import sqlite as nni_sqlite
 
 OCTETS = {"Content-Type": "application/octet-stream"}
 # Per file: the deadline of a read is NSR_IMPORT_SECONDS (set to 10 s here); a recursive view
@@ -26,8 +26,8 @@ SECONDS_PER_FILE = 10.0
 @pytest.fixture
 def small_caps(monkeypatch):
     # "too-many-rows" has 3000 metric rows: the cap is lowered rather than the file made huge.
-    monkeypatch.setattr(nni_reader, "MAX_METRIC_ROWS", 1000)
-    monkeypatch.setattr(nni_reader, "READ_SECONDS", SECONDS_PER_FILE)
+    monkeypatch.setattr(nni_sqlite, "MAX_METRIC_ROWS", 1000)
+    monkeypatch.setattr(nni_sqlite, "READ_SECONDS", SECONDS_PER_FILE)
 
 
 def test_hostile_files_through_import(db_url, tmp_path, small_caps):

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from synthetic_nni import make_nni_dir
 
+from analysis import importance
 from service.app import create_app
 from service.settings import Settings
-from storage import importance
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def direct_importance(
     normalize: bool = True,
 ) -> dict[str, float]:
     """optuna.importance on a study written here from the REST trials, independently of
-    storage/importance.py: each λ only where its layer is regularized, log scale over the range
+    analysis/importance.py: each λ only where its layer is regularized, log scale over the range
     seen; layer subset and seed as choices; trials without an error left out."""
     done = [t for t in trials if t["val_error"] is not None]
     if layers is not None:

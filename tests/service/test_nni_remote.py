@@ -19,7 +19,7 @@ from nni_runner import SSHD, NNIExperiment, SSHServer, free_port, remote_config
 from service.app import create_app
 from service.settings import Settings
 from storage.db import Database
-from storage.queries import TrialFilter, list_trials
+from storage.queries import TrialSelection, list_trials
 from storage.sync import sync_all
 from trials.mlp import MLPParams, main
 
@@ -85,7 +85,7 @@ def test_remote_search_over_ssh_is_ingested_with_each_trials_own_parameters(sshd
     report = sync_all(fresh, exp.nni_dir)
     assert report.errors == [] and report.inserted == 3
     with fresh.session_scope() as s:
-        again_listed = list_trials(s, TrialFilter(experiment=exp.id), limit=100)
+        again_listed = list_trials(s, TrialSelection(experiments=(exp.id,)), limit=100)
     assert {t.trial_job_id: t.parameters for t in again_listed.items} == {
         j: t["parameters"] for j, t in stored.items()
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from storage.nni_reader import RawTrial
+from storage.nni.records import RawTrial
 from storage.parse import parse_trial
 from trials import contract
 from trials.contract import parse_command as parse_trial_command

@@ -15,7 +15,8 @@ from synthetic_nni import dump_tables, make_nni_dir, write_nni_sqlite, write_reg
 
 from storage.db import Database
 from storage.models import Experiment, Trial, TrialLayer
-from storage.nni_reader import read_registry, read_sqlite
+from storage.nni.registry import read_registry
+from storage.nni.sqlite import read_sqlite
 from storage.sync import ingest_sqlite_file, sync_all
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,16 +4,15 @@ import json
 
 import pytest
 
-from storage.nni_reader import RawTrial
+from storage.nni.records import RawTrial
 from storage.parse import (
     config_key,
-    confirmation_name,
-    confirmed_searches,
     decode_metric,
     full_budget_epochs,
     parse_layers,
     parse_trial,
 )
+from storage.schemas import confirmation_name, confirmed_searches
 from trials.contract import parse_command as parse_trial_command
 
 CMD = parse_trial_command("python -m trials.mlp --model mlp4 --dataset digits --epochs 15 --lr 0.1")

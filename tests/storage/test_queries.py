@@ -6,12 +6,13 @@ import json
 
 import pytest
 
+from analysis.best import best_config, best_lambda_per_layer, layer_recommendation
+from analysis.verdict import compare
 from storage import queries as q
 from storage.errors import InvalidValue, NotFound
 from storage.ingest import ingest_experiment
-from storage.nni_reader import RawExperiment, RawTrial
-from storage.queries import Group
-from storage.queries import TrialFilter as TF
+from storage.nni.records import RawExperiment, RawTrial
+from storage.queries import Group, TrialSelection
 
 G = Group("mlp4", "digits")
 
@@ -65,7 +66,7 @@ def loaded(db):
 
 def test_best_config_is_lowest_validation_error(loaded):
     with loaded.session_scope() as s:
-        best = q.best_config(s, G)
+        best = best_config(s, G)
     assert best.trial.trial_job_id == "t9" and best.trial.experiment == "q1"
     assert (best.trial.val_error, best.trial.test_error, best.trial.layers) == (8.0, 8.7, "3,4")
     assert best.trial.parameters == TRIALS[8].parameters
@@ -77,14 +78,14 @@ def test_best_config_is_lowest_validation_error(loaded):
 
 def test_best_lambda_per_layer(loaded):
     with loaded.session_scope() as s:
-        res = q.best_lambda_per_layer(s, G)
+        res = best_lambda_per_layer(s, G)
     got = [(r.layer, r.lam, r.val_error, r.trial_job_id, r.n_trials) for r in res.layers]
     assert got == [(3, 5.0, 8.5, "t6", 3), (4, 2.0, 9.5, "t7", 2)]
 
 
 def test_layer_recommendation(loaded):
     with loaded.session_scope() as s:
-        rec = q.layer_recommendation(s, G)
+        rec = layer_recommendation(s, G)
     # Vanilla means: var_2 = 22, var_3 = 32, var_4 = 42 → the paper's rule picks layer 4.
     assert [(r.layer, r.mean_var, r.n_trials) for r in rec.variance_ranking] == [
         (4, 42.0, 3), (3, 32.0, 3), (2, 22.0, 3)]  # fmt: skip
@@ -98,7 +99,7 @@ def test_layer_recommendation(loaded):
 
 def test_compare_vanilla_against_best_nsr_group(loaded):
     with loaded.session_scope() as s:
-        cmp = q.compare(s, G)
+        cmp = compare(s, G)
     v, n = cmp.vanilla, cmp.nsr
     assert (v.n, v.seeds, v.val_error_mean, v.val_error_std) == (3, [0, 1, 2], 12.0, 2.0)
     assert (v.test_error_mean, v.test_error_std) == (13.0, 2.0)
@@ -115,25 +116,27 @@ def test_compare_vanilla_against_best_nsr_group(loaded):
 def test_unknown_model_or_dataset_is_not_found_with_known_values(loaded):
     with loaded.session_scope() as s:
         with pytest.raises(NotFound, match=r"unknown model 'vgg'.*mlp4.*mlp6"):
-            q.best_config(s, Group("vgg", "digits"))
+            best_config(s, Group("vgg", "digits"))
         with pytest.raises(NotFound, match=r"unknown dataset 'cifar10' for model 'mlp4'.*digits"):
-            q.layer_recommendation(s, Group("mlp4", "cifar10"))
+            layer_recommendation(s, Group("mlp4", "cifar10"))
 
 
 def test_trial_lists_filter_sort_and_page(loaded):
     with loaded.session_scope() as s:
-        page = q.list_trials(s, TF(model="mlp4"), limit=3)
+        page = q.list_trials(s, TrialSelection(model="mlp4"), limit=3)
         assert page.total == 10 and [t.trial_job_id for t in page.items] == ["t9", "t6", "t4"]
-        last = q.list_trials(s, TF(model="mlp4"), limit=3, offset=9)
+        last = q.list_trials(s, TrialSelection(model="mlp4"), limit=3, offset=9)
         assert [t.trial_job_id for t in last.items] == ["t10"]  # no val error: last
-        desc = q.list_trials(s, TF(experiment="q1"), sort="val_error", descending=True, limit=1)
+        desc = q.list_trials(
+            s, TrialSelection(experiments=("q1",)), sort="val_error", descending=True, limit=1
+        )
         assert desc.items[0].trial_job_id == "t8"
-        assert q.list_trials(s, TF(layers="4")).total == 3
-        assert q.list_trials(s, TF(status="failed")).items[0].trial_job_id == "t10"
+        assert q.list_trials(s, TrialSelection(layers=("4",))).total == 3
+        assert q.list_trials(s, TrialSelection(statuses=("failed",))).items[0].trial_job_id == "t10"
         with pytest.raises(InvalidValue, match="limit=0.*1..1000"):
             q.list_trials(s, limit=0)
         with pytest.raises(NotFound, match="unknown experiment 'nope'"):
-            q.list_trials(s, TF(experiment="nope"))
+            q.list_trials(s, TrialSelection(experiments=("nope",)))
         exps = q.list_experiments(s)
         assert {(e.nni_id, e.n_trials, e.n_succeeded) for e in exps.items} == {
             ("q1", 10, 9), ("q2", 1, 1)}  # fmt: skip
@@ -143,7 +146,7 @@ def test_trial_lists_filter_sort_and_page(loaded):
 
 def test_csv_rows_have_every_parameter_and_metric(loaded):
     with loaded.session_scope() as s:
-        header, rows = q.iter_trials_csv_rows(s, TF(experiment="q1"))
+        header, rows = q.iter_trials_csv_rows(s, TrialSelection(experiments=("q1",)))
         rows = list(rows)
     assert len(rows) == 10
     assert {"param.lambda_3", "param.seed", "metric.var_4_init", "metric.test_error"} <= set(header)

@@ -14,7 +14,8 @@ import pytest
 
 from storage import queries as q
 from storage.db import Database
-from storage.nni_reader import RegistryEntry, read_rest
+from storage.nni.records import RegistryEntry
+from storage.nni.rest import read_rest
 from storage.sync import sync_all
 
 

@@ -234,7 +234,7 @@ import json, resource, sys
 import torch
 from trials.gnn import GNNParams, main
 from trials.graph_data import Graph, import_pyg, random_split
-from trials.nsr import cpu_kernel
+from trials.nsr_kernel import cpu_kernel
 
 n, features, per_row, classes = 6000, 40000, 20, 4
 gen = torch.Generator().manual_seed(0)

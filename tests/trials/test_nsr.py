@@ -13,11 +13,11 @@ from trials.mlp import MLP
 from trials.nsr import (
     ClassMeanQueue,
     NeuronSteadiness,
-    cpu_kernel,
     intra_class_variance,
     neuron_responses,
     nsr_penalty,
 )
+from trials.nsr_kernel import cpu_kernel
 
 
 def _exact_means(

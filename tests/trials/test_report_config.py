@@ -114,8 +114,9 @@ def test_nni_search_with_layers_fixed_in_the_command_reports_layer_4(tmp_path: P
     finally:
         exp.stop()
     # Stored as NSR on layer 4 (before the contract, such a search was stored as vanilla).
+    from analysis.best import best_lambda_per_layer
     from storage.db import Database
-    from storage.queries import Group, best_lambda_per_layer, list_trials
+    from storage.queries import Group, list_trials
     from storage.sync import ingest_sqlite_file
 
     db = Database(f"sqlite:///{tmp_path / 'results.sqlite'}")

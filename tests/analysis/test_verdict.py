@@ -9,14 +9,16 @@ import pytest
 import yaml
 from scipy import stats
 
+from analysis.best import best_config, best_lambda_per_layer
+from analysis.confirmation import FIRST_FRESH_SEED, confirmation_plan
+from analysis.report import paper_report
+from analysis.verdict import compare
+from analysis.warm_start import warm_start
 from storage import queries as q
-from storage.confirmation import FIRST_FRESH_SEED, confirmation_plan
 from storage.errors import InvalidValue
 from storage.ingest import ingest_experiment
-from storage.nni_reader import RawExperiment, RawTrial
-from storage.parse import confirmation_name
-from storage.report import paper_report
-from storage.warm_start import warm_start
+from storage.nni.records import RawExperiment, RawTrial
+from storage.schemas import confirmation_name
 
 CMD = "python -m trials.mlp --model mlp4 --dataset digits --epochs {epochs} --lr 0.1"
 
@@ -74,19 +76,19 @@ G = q.Group("mlp4", "digits")
 
 def test_best_config_ranks_validation_error_within_one_budget(searched):
     with searched.session_scope() as s:
-        best = q.best_config(s, G)
+        best = best_config(s, G)
         assert best.budget == "epochs=15 lr=0.1"  # the budget with the most trials
         assert best.budgets == {"epochs=15 lr=0.1": 7, "epochs=100 lr=0.1": 2}
         assert best.trial.trial_job_id == "t4"  # lowest validation error, not lowest test error
         assert best.n_trials == 7 and not best.confirmed and "luckiest" in best.caveat
-        other = q.best_config(s, q.Group("mlp4", "digits", "epochs=100 lr=0.1"))
+        other = best_config(s, q.Group("mlp4", "digits", "epochs=100 lr=0.1"))
         assert other.trial.trial_job_id == "l2" and other.n_trials == 2
-        lams = q.best_lambda_per_layer(s, G)
+        lams = best_lambda_per_layer(s, G)
         assert [(r.layer, r.trial_job_id) for r in lams.layers] == [(3, "t4"), (4, "t5")]
-        cmp = q.compare(s, G)
+        cmp = compare(s, G)
         assert cmp.vanilla.n == 3 and cmp.vanilla.experiments == ["s15"]
         with pytest.raises(InvalidValue, match=r"budget='epochs=7'.*epochs=15 lr=0.1"):
-            q.compare(s, q.Group("mlp4", "digits", "epochs=7"))
+            compare(s, q.Group("mlp4", "digits", "epochs=7"))
 
 
 def confirmation_trials(plan_sets, results):
@@ -126,8 +128,8 @@ def test_confirmation_plan_then_verdict_uses_only_confirmation_trials(searched):
     with searched.session_scope() as s:
         ingest_experiment(s, experiment("conf1", confirmation_trials(sets, results), name=name))
     with searched.session_scope() as s:
-        cmp = q.compare(s, G)
-        best = q.best_config(s, G)
+        cmp = compare(s, G)
+        best = best_config(s, G)
         exps = {e.nni_id: e for e in q.list_experiments(s).items}
     assert exps["conf1"].role == "confirmation" and exps["conf1"].confirms == ["s15"]
     assert cmp.confirmed and cmp.caveat is None and cmp.confirmation_experiments == ["conf1"]
@@ -161,7 +163,7 @@ def test_confirmation_plan_then_verdict_uses_only_confirmation_trials(searched):
     assert best.confirmation.n == 3 and best.confirmation.test_errors == nsr_tests
     # Confirmation trials never enter the search rankings.
     with searched.session_scope() as s:
-        assert q.best_config(s, G).n_trials == 7
+        assert best_config(s, G).n_trials == 7
         # and the next plan uses seeds no trial has used yet
         assert confirmation_plan(s, G, top_k=1, n_seeds=2).seeds == [1003, 1004]
 
@@ -225,7 +227,7 @@ def test_per_family_plan_and_baselines_against_nsr(db):
     name = confirmation_name("mlp4", "digits", plan.searches)
     with db.session_scope() as s:
         ingest_experiment(s, experiment("conf", confirmation_trials(sets, results), name=name))
-        cmp = q.compare(s, G)
+        cmp = compare(s, G)
     by_family = {v.stats.family: v for v in cmp.configurations}
     assert set(by_family) == {"nsr", "l1"} and cmp.confirmed
     l1 = by_family["l1"]

@@ -7,9 +7,9 @@ stored trial of that (model, data set) used. It uses NNI's Batch tuner: its sear
 ``choice`` over complete parameter sets, so every (configuration × seed) runs exactly once.
 
 The experiment's NNI name, ``nsr-confirm <model>/<dataset> of <search ids>``, is how storage
-recognises it when it syncs (``storage.parse.confirmed_searches``): its trials are stored with the
-role "confirmation", linked to the searches they confirm, and the verdict (``queries.compare``)
-uses them instead of the search's own trials.
+recognises it when it syncs (``storage.schemas.confirmed_searches``): its trials are stored with
+the role "confirmation", linked to the searches they confirm, and the verdict
+(``analysis.verdict.compare``) uses them instead of the search's own trials.
 """
 
 from __future__ import annotations
@@ -17,14 +17,20 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from storage.db import Session
 from storage.errors import InvalidValue, NotFound
-from storage.models import Experiment, Trial
-from storage.parse import confirmation_name, effective_parameters
-from storage.queries import Group, _md, _resolve, _search_trials
-from storage.schemas import ConfirmationPlan, PlannedConfiguration
+from storage.queries import (
+    ExperimentRun,
+    Group,
+    best_trial_per_config,
+    get_experiment_run,
+    list_seeds,
+    list_trial_configs,
+    resolve_budget,
+    search_trials,
+)
+from storage.schemas import ConfirmationPlan, PlannedConfiguration, confirmation_name
 from trials import contract
 
 FIRST_FRESH_SEED = 1000  # far from the small seeds searches use, so "fresh" is easy to see
@@ -35,25 +41,10 @@ _EXPERIMENT_LEVEL = {"trialCommand", "trialCodeDirectory", "debug"}
 
 
 def _without_seed(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameter set without its seed and without the λ of layers it does not regularize
-    (they changed nothing; leaving them out keeps the plan readable)."""
-    flat = contract.flatten_nested(params, strict=False)
-    active: set[int] | None = None
-    if contract.LAYERS in flat:
-        try:
-            active = set(contract.parse_layers(flat[contract.LAYERS]))
-        except contract.ContractError:
-            active = None
-    return {
-        k: v
-        for k, v in flat.items()
-        if k != contract.SEED
-        and not (
-            active is not None
-            and (m := contract.LAMBDA_KEY.match(k)) is not None
-            and int(m.group(1)) not in active
-        )
-    }
+    """The parameter set without its seed and without what took no effect (the λ of layers it
+    does not regularize, other families' strengths and knobs): leaving them out keeps the plan
+    readable."""
+    return contract.config_identity(contract.flatten_nested(params, strict=False))
 
 
 def _vanilla_of(params: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +62,7 @@ def _vanilla_of(params: dict[str, Any]) -> dict[str, Any]:
 
 def fresh_seeds(session: Session, model: str, dataset: str, n: int) -> list[int]:
     """``n`` seeds from FIRST_FRESH_SEED up that no stored trial of (model, dataset) used."""
-    used = set(session.scalars(select(Trial.seed).where(_md(model, dataset)).distinct()).all())
+    used = list_seeds(session, model, dataset)
     seeds: list[int] = []
     seed = FIRST_FRESH_SEED
     while len(seeds) < n:
@@ -79,32 +70,6 @@ def fresh_seeds(session: Session, model: str, dataset: str, n: int) -> list[int]
             seeds.append(seed)
         seed += 1
     return seeds
-
-
-def _best_trials(session: Session, conds: list[Any]) -> list[tuple[str, str, str, Any, float]]:
-    """Per configuration: (config_key, family, layers, best trial id, best val error), best
-    configuration first."""
-    ranked = (
-        select(
-            Trial.config_key,
-            Trial.family,
-            Trial.layers,
-            Trial.id,
-            Trial.val_error,
-            func.row_number()
-            .over(partition_by=Trial.config_key, order_by=(Trial.val_error, Trial.id))
-            .label("rn"),
-        )
-        .where(*conds)
-        .subquery()
-    )
-    rows = session.execute(
-        select(ranked.c.config_key, ranked.c.family, ranked.c.layers, ranked.c.id,
-               ranked.c.val_error)
-        .where(ranked.c.rn == 1)
-        .order_by(ranked.c.val_error, ranked.c.config_key)
-    ).all()  # fmt: skip
-    return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
 def confirmation_plan(
@@ -126,16 +91,16 @@ def confirmation_plan(
         )
     if not 1 <= concurrency <= 64:
         raise InvalidValue(f"concurrency={concurrency} is out of range: allowed 1..64")
-    budget, _ = _resolve(session, group)
+    budget = resolve_budget(session, group).budget
     group = Group(group.model, group.dataset, budget, include_partial=False)
-    ranked = _best_trials(session, _search_trials(group, budget))
-    regularized = [r for r in ranked if r[1] not in ("vanilla", "unknown")]
+    ranked = best_trial_per_config(session, search_trials(group, budget))
+    regularized = [r for r in ranked if r.family not in ("vanilla", "unknown")]
     if per_family:
         kept: dict[str, int] = {}
         candidates = []
         for r in regularized:  # best first: the first top_k of each family
-            if kept.get(r[1], 0) < top_k:
-                kept[r[1]] = kept.get(r[1], 0) + 1
+            if kept.get(r.family, 0) < top_k:
+                kept[r.family] = kept.get(r.family, 0) + 1
                 candidates.append(r)
     else:
         candidates = regularized[:top_k]
@@ -144,28 +109,27 @@ def confirmation_plan(
             f"{group.model}/{group.dataset} [{budget}] has no regularized full-budget search "
             "trial to confirm"
         )
-    vanilla = next((r for r in ranked if r[1] == "vanilla"), None)
-    trial_ids = [r[3] for r in candidates] + ([vanilla[3]] if vanilla else [])
-    trials = {
-        t.id: t for t in session.scalars(select(Trial).where(Trial.id.in_(trial_ids))).all()
-    }
+    vanilla = next((r for r in ranked if r.family == "vanilla"), None)
+    trial_ids = [r.trial_id for r in candidates] + ([vanilla.trial_id] if vanilla else [])
+    trials = list_trial_configs(session, trial_ids)
     configs: list[PlannedConfiguration] = []
-    for key, family, layers, tid, val in candidates:
-        params = _without_seed(trials[tid].parameters or {})
+    for r in candidates:
+        params = _without_seed(trials[r.trial_id].parameters)
         configs.append(
             PlannedConfiguration(
-                config_key=key, family=family, layers=layers, parameters=params,
-                search_val_error=val,
-                configuration=effective_parameters(trials[tid].config or params),
+                config_key=r.config_key, family=r.family, layers=r.layers, parameters=params,
+                search_val_error=r.val_error,
+                configuration=contract.config_identity(trials[r.trial_id].config or params),
             )  # fmt: skip
         )
     if vanilla is not None:
-        params = _without_seed(trials[vanilla[3]].parameters or {})
-        v_config = trials[vanilla[3]].config or params
+        params = _without_seed(trials[vanilla.trial_id].parameters)
+        v_config = trials[vanilla.trial_id].config or params
         configs.append(
             PlannedConfiguration(
-                config_key=vanilla[0], family="vanilla", layers=vanilla[2], parameters=params,
-                search_val_error=vanilla[4], configuration=effective_parameters(v_config),
+                config_key=vanilla.config_key, family="vanilla", layers=vanilla.layers,
+                parameters=params, search_val_error=vanilla.val_error,
+                configuration=contract.config_identity(v_config),
             )  # fmt: skip
         )
     else:  # the search had no vanilla choice: the best configuration with nothing regularized
@@ -176,26 +140,13 @@ def confirmation_plan(
                 parameters=params, search_val_error=None, configuration=params,
             )  # fmt: skip
         )
-    source = session.scalar(
-        select(Experiment).join(Trial, Trial.experiment_id == Experiment.id).where(
-            Trial.id == candidates[0][3]
-        )
-    )
+    source = get_experiment_run(session, trials[candidates[0].trial_id].experiment)
     if source is None or not isinstance(source.config, dict) or not source.trial_command:
         raise NotFound(
             f"the search experiment of {group.model}/{group.dataset} [{budget}] has no stored "
             "NNI configuration (trial command) to re-run"
         )
-    searches = sorted(
-        {
-            nni_id
-            for (nni_id,) in session.execute(
-                select(Experiment.nni_id)
-                .join(Trial, Trial.experiment_id == Experiment.id)
-                .where(Trial.id.in_(trial_ids))
-            )
-        }
-    )
+    searches = sorted({c.experiment for c in trials.values()})
     seeds = fresh_seeds(session, group.model, group.dataset, n_seeds)
     # Seed-major order: a run cut short still has every configuration on the same seeds.
     sets = [{**c.parameters, contract.SEED: s} for s in seeds for c in configs]
@@ -214,7 +165,7 @@ def confirmation_plan(
     )
 
 
-def rerun_config(source: Experiment, name: str, search_space: dict[str, Any]) -> dict[str, Any]:
+def rerun_config(source: ExperimentRun, name: str, search_space: dict[str, Any]) -> dict[str, Any]:
     """A new NNI experiment that runs ``search_space`` the way ``source`` ran its trials: the same
     command, code directory, training service and GPUs. The caller adds tuner and trial counts."""
     stored: dict[str, Any] = source.config or {}
@@ -234,7 +185,7 @@ def rerun_config(source: Experiment, name: str, search_space: dict[str, Any]) ->
 
 
 def _experiment_config(
-    source: Experiment, name: str, sets: list[dict[str, Any]], concurrency: int
+    source: ExperimentRun, name: str, sets: list[dict[str, Any]], concurrency: int
 ) -> dict[str, Any]:
     config = rerun_config(source, name, {"combine_params": {"_type": "choice", "_value": sets}})
     config.update(trialConcurrency=concurrency, maxTrialNumber=len(sets), tuner={"name": "Batch"})

@@ -11,7 +11,7 @@ from synthetic_nni import write_nni_sqlite, write_registry
 
 from storage.db import Database
 from storage.errors import SourceError
-from storage.nni_reader import read_sqlite, source_stamp
+from storage.nni.sqlite import read_sqlite, source_stamp
 from storage.queries import get_trial
 from storage.sync import sync_all
 

@@ -17,26 +17,18 @@ Only parameters that vary in a group are scored; λ are log-scaled over the rang
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Literal
 
 import optuna
-from sqlalchemy import literal, select
-from sqlalchemy.orm import Session
 
+from storage.db import Session
 from storage.errors import InvalidValue
-from storage.models import Experiment, Trial
-from storage.queries import (
-    TrialSelection,
-    budget_column,
-    effective_strengths,
-    selection_conditions,
-)
+from storage.queries import TrialSelection, list_scored_trials
 from storage.schemas import Importance, ImportanceGroup
-from trials.contract import STRENGTH_KEYS
+from trials import contract
 
 Method = Literal["ped-anova", "fanova"]
 METHODS: tuple[str, ...] = ("ped-anova", "fanova")
@@ -64,33 +56,24 @@ def load_trials(session: Session, sel: TrialSelection) -> list[StoredTrial]:
     """The selected trials that have a validation error, with the parameters that took effect:
     ``layers``, ``regularizer`` (the family), ``seed``, ``budget``, ``lambda_<k>`` of the
     regularized layers, a baseline's strength key, and any other searched parameter."""
-    budget = budget_column()
-    q = select(
-        Trial.layers, Trial.family, Trial.seed, Trial.val_error, Trial.parameters,
-        budget if budget is not None else literal(None),
-    ).join(Experiment, Trial.experiment_id == Experiment.id).where(
-        *selection_conditions(session, sel), Trial.val_error.is_not(None)
-    ).order_by(Trial.id)  # fmt: skip
     out = []
-    for layers, family, seed, val, params, bud in session.execute(q):
-        if not math.isfinite(val):
-            continue
-        lams, strength, other = effective_strengths(params or {}, family)
-        p: dict[str, Any] = {"layers": layers, "regularizer": family}
-        if seed is not None:
-            p["seed"] = seed
-        if bud is not None:
-            p["budget"] = bud
-        for k, lam in lams.items():
-            p[f"lambda_{k}"] = lam
-        if strength is not None:
-            p[STRENGTH_KEYS[family]] = strength
-        for k, v in other.items():
+    for t in list_scored_trials(session, sel):
+        found = t.strengths
+        p: dict[str, Any] = {"layers": t.layers, "regularizer": t.family}
+        if t.seed is not None:
+            p["seed"] = t.seed
+        if t.budget is not None:
+            p["budget"] = t.budget
+        for k, lam in found.lambdas.items():
+            p[contract.lambda_key(k)] = lam
+        if found.strength is not None:
+            p[contract.STRENGTH_KEYS[found.family]] = found.strength
+        for k, v in found.other.items():
             if isinstance(v, bool) or v is None:
                 p[k] = str(v)
             elif isinstance(v, int | float | str):
                 p[k] = v
-        out.append(StoredTrial(layers, family, p, float(val)))
+        out.append(StoredTrial(t.layers, t.family, p, t.val_error))
     return out
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from synthetic_nni import make_nni_dir
 
-from storage import importance, queries
+from analysis import importance
+from storage import queries
+from storage.errors import InvalidValue, NotFound
 from storage.queries import TrialSelection
 from storage.sync import sync_all
 
@@ -27,7 +29,7 @@ def synced(db, tmp_path):
 def test_points_carry_only_the_lambda_that_took_effect(synced):
     with synced.session_scope() as s:
         pts = queries.trial_points(s, TrialSelection(experiments=("drive",)))
-        stored = queries.list_trials(s, queries.TrialFilter(experiment="drive"), limit=1000).items
+        stored = queries.list_trials(s, TrialSelection(experiments=("drive",)), limit=1000).items
     by_job = {t.trial_job_id: t for t in stored}
     assert len(pts.trial) == 400 and set(pts.lam) == {"2", "3", "4"}
     for i, job in enumerate(pts.trial):
@@ -89,7 +91,7 @@ def test_filters_and_small_groups(synced):
         assert [g.scope for g in result.groups] == ["all trials", "layers=3,4"]
         few = importance.importance(s, TrialSelection(experiments=("drive",), max_error=18.5))
         assert few.groups[0].importances == {} and "at least" in (few.groups[0].note or "")
-        with pytest.raises(queries.InvalidValue, match="min_error=5.0 is above max_error=1.0"):
+        with pytest.raises(InvalidValue, match="min_error=5.0 is above max_error=1.0"):
             importance.importance(s, TrialSelection(min_error=5.0, max_error=1.0))
-        with pytest.raises(queries.NotFound, match="unknown experiment 'nope'"):
+        with pytest.raises(NotFound, match="unknown experiment 'nope'"):
             queries.trial_points(s, TrialSelection(experiments=("nope",)))

@@ -17,13 +17,18 @@ import math
 from typing import Any
 
 import yaml
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from storage.confirmation import rerun_config
+from analysis.best import layer_recommendation
+from analysis.confirmation import rerun_config
+from storage.db import Session
 from storage.errors import NotFound
-from storage.models import Experiment, Trial, TrialLayer
-from storage.queries import Group, _resolve, _search_trials, layer_recommendation
+from storage.queries import (
+    Group,
+    latest_experiment_run,
+    nsr_single_layer_lambdas,
+    resolve_budget,
+    search_trials,
+)
 from storage.schemas import WarmStart
 from trials import contract
 
@@ -47,7 +52,7 @@ def lambda_range(lams_best_first: list[float]) -> tuple[float, float]:
 
 
 def warm_start(session: Session, group: Group) -> WarmStart:
-    budget, _ = _resolve(session, group)
+    budget = resolve_budget(session, group).budget
     group = Group(group.model, group.dataset, budget)
     rec = layer_recommendation(session, group)
     layers = [k for k in (rec.recommended_layer, rec.empirical_best_layer) if k is not None]
@@ -57,22 +62,9 @@ def warm_start(session: Session, group: Group) -> WarmStart:
             f"{group.model}/{group.dataset} [{budget}] has neither vanilla trials with variances "
             "nor single-layer NSR trials: nothing to narrow the search by"
         )
-    conds = _search_trials(group, budget)
-    ranges: dict[int, tuple[float, float]] = {}
-    for k in layers:
-        lams = session.scalars(
-            select(TrialLayer.lam)
-            .join(Trial, TrialLayer.trial_id == Trial.id)
-            .where(*conds, Trial.family == "nsr", Trial.layers == str(k), TrialLayer.layer == k)
-            .order_by(Trial.val_error, Trial.id)
-        ).all()
-        ranges[k] = lambda_range([x for x in lams if x is not None])
-    source = session.scalar(
-        select(Experiment)
-        .where(Experiment.id.in_(select(Trial.experiment_id).where(*conds)))
-        .order_by(Experiment.start_time.desc(), Experiment.id.desc())
-        .limit(1)
-    )
+    trials = search_trials(group, budget)
+    ranges = {k: lambda_range(nsr_single_layer_lambdas(session, trials, k)) for k in layers}
+    source = latest_experiment_run(session, trials)
     if source is None or not isinstance(source.config, dict) or not source.trial_command:
         raise NotFound(
             f"no stored search of {group.model}/{group.dataset} [{budget}] to start from"

@@ -1,0 +1,91 @@
+"""The best of a (model, data set, budget) group: its best configuration, the best λ per layer,
+and the layer the variance rule recommends beside the one that gave the lowest error."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from storage.db import Session
+from storage.errors import NotFound
+from storage.queries import (
+    Group,
+    best_nsr_trial_per_layer,
+    best_trial,
+    confirmation_trials,
+    count_trials,
+    group_stats,
+    nsr_single_layer_errors,
+    resolve_budget,
+    search_trials,
+    vanilla_variance_per_layer,
+)
+from storage.schemas import WINNERS_CURSE, BestConfig, BestLambdas, LayerRecommendation
+
+
+def winners_curse(group: Group) -> str:
+    """The caveat of an answer from search trials only."""
+    return WINNERS_CURSE.format(model=group.model, dataset=group.dataset)
+
+
+def best_config(session: Session, group: Group) -> BestConfig:
+    """The search trial with the lowest validation error (NNI's "default", never the test error)
+    in the group, and that configuration's confirmation runs when there are any."""
+    choice = resolve_budget(session, group)
+    budget = choice.budget
+    trials = search_trials(group, budget)
+    best = best_trial(session, trials)
+    if best is None:
+        raise NotFound(
+            f"no full-budget search trial of {group.model}/{group.dataset} [{budget}] has a "
+            "validation error yet (include_partial=true ranks early-stopped ones)"
+        )
+    confirmation = group_stats(
+        session, replace(confirmation_trials(group, budget), config_key=best.config_key)
+    )
+    return BestConfig(
+        model=group.model,
+        dataset=group.dataset,
+        budget=budget,
+        budgets=choice.budgets,
+        trial=best.trial,
+        n_trials=count_trials(session, trials),
+        confirmed=confirmation is not None,
+        confirmation=confirmation,
+        caveat=None if confirmation else winners_curse(group),
+    )
+
+
+def best_lambda_per_layer(session: Session, group: Group) -> BestLambdas:
+    """For each layer, the λ of the best single-layer NSR search trial on it."""
+    choice = resolve_budget(session, group)
+    layers = best_nsr_trial_per_layer(session, search_trials(group, choice.budget))
+    return BestLambdas(
+        model=group.model, dataset=group.dataset, budget=choice.budget, budgets=choice.budgets,
+        layers=layers,
+        caveat="each λ is the best single search trial on its layer (one seed); "
+        "compare gives the confirmed verdict",
+    )  # fmt: skip
+
+
+def layer_recommendation(session: Session, group: Group) -> LayerRecommendation:
+    """Layers by intra-class variance of the vanilla trials (the paper's RQ4 rule picks the
+    largest), and beside it the single-layer config that actually gave the lowest error."""
+    choice = resolve_budget(session, group)
+    trials = search_trials(group, choice.budget)
+    variance = vanilla_variance_per_layer(session, trials)
+    variance.sort(key=lambda r: (-r.mean_var, r.layer))
+    empirical = nsr_single_layer_errors(session, trials)
+    empirical.sort(key=lambda r: (r.best_val_error, r.layer))
+    rec = variance[0].layer if variance else None
+    emp = empirical[0].layer if empirical else None
+    return LayerRecommendation(
+        model=group.model,
+        dataset=group.dataset,
+        budget=choice.budget,
+        budgets=choice.budgets,
+        variance_ranking=variance,
+        recommended_layer=rec,
+        empirical_ranking=empirical,
+        empirical_best_layer=emp,
+        agree=(rec == emp) if rec is not None and emp is not None else None,
+    )
