@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -189,13 +190,19 @@ def _answer(db: Database, settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    return run_cli(lambda: run(args), StorageError, LaunchError)
+
+
+def run_cli(body: Callable[[], int], *expected: type[Exception]) -> int:
+    """A command's body, with the CLI's promise: a bad setting or an ``expected`` error is one
+    line on stderr and exit status 2, Ctrl-C is 130, never a traceback."""
     try:
-        return run(args)
+        return body()
     except ValidationError as exc:
         print(f"error: {setting_error(exc)}", file=sys.stderr)
         return 2
-    except (StorageError, LaunchError) as exc:
-        # Driver messages span lines; the CLI promise is one line.
+    except expected as exc:
+        # Driver messages span lines; the promise is one line.
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
+from service.cli import run_cli
 from service.nni_launcher import REPO, LaunchError, create_experiment, free_port_from, port_is_free
-from service.settings import Settings, data_dir, setting_error
+from service.settings import Settings, data_dir
 from service.wording import gain, mean_std
 from trials import contract
 
@@ -240,56 +241,50 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--confirm-seeds", type=int, default=3, help="fresh seeds per config")
     args = parser.parse_args(argv)
+    return run_cli(lambda: quickstart(args), QuickstartError, LaunchError)
+
+
+def quickstart(args: argparse.Namespace) -> int:
     try:
-        settings = Settings()
-        if not args.config.is_file():
-            raise QuickstartError(f"config {args.config} does not exist")
-        config = yaml.safe_load(args.config.read_text())
-        model, dataset = model_and_dataset(config)
-        token = service_token(settings)
-        base = ensure_service(settings, data_dir() / "service.log", token)
-        nni_port = free_port_from("127.0.0.1", args.nni_port)
-        started = time.monotonic()
-        exp_id = create_experiment(args.config, nni_port, bind=settings.nni_bind)
-        print(
-            f"NNI experiment {exp_id} started; its own UI: http://127.0.0.1:{nni_port}/", flush=True
-        )
-        status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
-        print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
-        report = http_json(
-            f"{base}/api/sync", method="POST", timeout=120, token=token
-        )
-        print(sync_line(report), flush=True)
-        for line in summary(base, model, dataset):
-            print(line)
-        group = f"{base}/api/models/{model}/{dataset}"
-        if args.confirm_top > 0 and status == "DONE":
-            status = confirm(
-                group, base, args.confirm_top, args.confirm_seeds, args.timeout,
-                token,
-            )  # fmt: skip
-        for line in verdict_lines(http_json(f"{group}/compare")):
-            print(line)
-        print(
-            f"\nresults UI: {base}/   experiment: {base}/experiments/{exp_id}   "
-            f"model: {base}/models/{model}/{dataset}   API docs: {base}/docs"
-        )
-        print(
-            f"NNI's UI stays up at http://127.0.0.1:{nni_port}/ until `nnictl stop {exp_id}`; "
-            "`make stop` ends the service and NNI."
-        )
-        return 0 if status == "DONE" else 1
-    except (QuickstartError, LaunchError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"error: {setting_error(exc)}", file=sys.stderr)
-        return 2
+        return _quickstart(args)
     except urllib.error.HTTPError as exc:
-        print(f"error: {exc.url} answered {exc.code}: {exc.read()[:300]!r}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        raise QuickstartError(f"{exc.url} answered {exc.code}: {exc.read()[:300]!r}") from None
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if not args.config.is_file():
+        raise QuickstartError(f"config {args.config} does not exist")
+    config = yaml.safe_load(args.config.read_text())
+    model, dataset = model_and_dataset(config)
+    token = service_token(settings)
+    base = ensure_service(settings, data_dir() / "service.log", token)
+    nni_port = free_port_from("127.0.0.1", args.nni_port)
+    started = time.monotonic()
+    exp_id = create_experiment(args.config, nni_port, bind=settings.nni_bind)
+    print(
+        f"NNI experiment {exp_id} started; its own UI: http://127.0.0.1:{nni_port}/", flush=True
+    )
+    status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
+    print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
+    report = http_json(f"{base}/api/sync", method="POST", timeout=120, token=token)
+    print(sync_line(report), flush=True)
+    for line in summary(base, model, dataset):
+        print(line)
+    group = f"{base}/api/models/{model}/{dataset}"
+    if args.confirm_top > 0 and status == "DONE":
+        status = confirm(group, base, args.confirm_top, args.confirm_seeds, args.timeout, token)
+    for line in verdict_lines(http_json(f"{group}/compare")):
+        print(line)
+    print(
+        f"\nresults UI: {base}/   experiment: {base}/experiments/{exp_id}   "
+        f"model: {base}/models/{model}/{dataset}   API docs: {base}/docs"
+    )
+    print(
+        f"NNI's UI stays up at http://127.0.0.1:{nni_port}/ until `nnictl stop {exp_id}`; "
+        "`make stop` ends the service and NNI."
+    )
+    return 0 if status == "DONE" else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from service.csv_cells import neutralise
 from service.wording import interval, mean_std, p_value
 from storage.schemas import PaperReport, ReportCell, ReportGroup
 
@@ -68,12 +69,12 @@ CSV_HEADER = ["model", "dataset", "budget", "table", "row", "layers", "family", 
 def to_csv(report: PaperReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_HEADER)
+    writer.writerow(CSV_HEADER)  # model and data set names come from stored, untrusted records
     for g in report.groups:
         for table, cells in (("main", g.table1), ("layers", g.by_layers),
                              ("regularizers", g.by_regularizer)):  # fmt: skip
             for c in cells:
-                writer.writerow([g.model, g.dataset, g.budget, table, c.label, c.layers, c.family,
-                                 c.mean, c.std, c.n, c.confirmed, c.ci_low, c.ci_high, c.p_welch,
-                                 c.paper])  # fmt: skip
+                row = [g.model, g.dataset, g.budget, table, c.label, c.layers, c.family, c.mean,
+                       c.std, c.n, c.confirmed, c.ci_low, c.ci_high, c.p_welch, c.paper]
+                writer.writerow([neutralise(cell) for cell in row])
     return out.getvalue()

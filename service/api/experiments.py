@@ -13,26 +13,16 @@ from service.api.params import (
     Limit,
     Model,
     Offset,
-    SortOrder,
+    TrialPageDep,
     TrialSelectionDep,
 )
 from service.deps import WRITE_RESPONSES, CacheDep, DbDep, SessionDep, WriteAccess
-from storage import ingest, queries
-from storage.queries import TrialSort
-from storage.schemas import (
-    ExperimentDetail,
-    ExperimentSummary,
-    Importance,
-    Page,
-    TrialDetail,
-    TrialPoints,
-    TrialSummary,
-)
+from storage import ingest, queries, schemas
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 
-@router.get("", response_model=Page[ExperimentSummary])
+@router.get("", response_model=schemas.Page[schemas.ExperimentSummary])
 def list_experiments(
     session: SessionDep,
     model: Model = None,
@@ -40,33 +30,28 @@ def list_experiments(
     status: Annotated[str | None, Query(max_length=32, description="e.g. RUNNING, STOPPED")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> Page[ExperimentSummary]:
+) -> schemas.Page[schemas.ExperimentSummary]:
     return queries.list_experiments(
         session, model=model, dataset=dataset, status=status, limit=limit, offset=offset
     )
 
 
-@router.get("/{nni_id}", response_model=ExperimentDetail)
-def get_experiment(session: SessionDep, nni_id: str) -> ExperimentDetail:
+@router.get("/{nni_id}", response_model=schemas.ExperimentDetail)
+def get_experiment(session: SessionDep, nni_id: str) -> schemas.ExperimentDetail:
     return queries.get_experiment(session, nni_id)
 
 
-@router.get("/{nni_id}/trials", response_model=Page[TrialSummary])
+@router.get("/{nni_id}/trials", response_model=schemas.Page[schemas.TrialSummary])
 def list_experiment_trials(
     session: SessionDep,
     where: ExperimentTrialFilterDep,
-    sort: TrialSort = "val_error",
-    order: SortOrder = "asc",
-    limit: Limit = 50,
-    offset: Offset = 0,
-) -> Page[TrialSummary]:
-    return queries.list_trials(
-        session, where, sort=sort, descending=order == "desc", limit=limit, offset=offset
-    )
+    page: TrialPageDep,
+) -> schemas.Page[schemas.TrialSummary]:
+    return page.of(session, where)
 
 
-@router.get("/{nni_id}/trials/{trial_job_id}", response_model=TrialDetail)
-def get_trial(session: SessionDep, nni_id: str, trial_job_id: str) -> TrialDetail:
+@router.get("/{nni_id}/trials/{trial_job_id}", response_model=schemas.TrialDetail)
+def get_trial(session: SessionDep, nni_id: str, trial_job_id: str) -> schemas.TrialDetail:
     return queries.get_trial(session, nni_id, trial_job_id)
 
 
@@ -93,7 +78,7 @@ def delete_experiment(
 NniId = Annotated[str, Path(max_length=64, description="NNI experiment id")]
 
 
-@router.get("/{nni_id}/points", response_model=TrialPoints)
+@router.get("/{nni_id}/points", response_model=schemas.TrialPoints)
 async def experiment_points(cache: CacheDep, nni_id: NniId, where: TrialSelectionDep) -> Response:
     """The experiment's trials as columns in completion order, with the λ that took effect and
     the per-epoch curves: what the experiment page plots (and reloads while NNI runs)."""
@@ -101,7 +86,7 @@ async def experiment_points(cache: CacheDep, nni_id: NniId, where: TrialSelectio
     return await cache.json(("points", sel), lambda s: queries.trial_points(s, sel))
 
 
-@router.get("/{nni_id}/importance", response_model=Importance)
+@router.get("/{nni_id}/importance", response_model=schemas.Importance)
 async def experiment_importance(
     cache: CacheDep, nni_id: NniId, where: TrialSelectionDep, method: ImportanceMethod = "ped-anova"
 ) -> Response:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query
 from pydantic import StringConstraints
+from sqlalchemy.orm import Session
 
-from storage.queries import MAX_LIMIT, MAX_OFFSET, Group, TrialSelection
+from storage import queries
+from storage.queries import MAX_LIMIT, MAX_OFFSET, Group, TrialSelection, TrialSort
+from storage.schemas import Page, TrialSummary
+from trials import contract
 
-TrialStatus = Literal[
-    "WAITING", "RUNNING", "SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED",
-    "EARLY_STOPPED", "UNKNOWN",
-]  # fmt: skip
+# The contract's statuses, as a type FastAPI validates (a Literal needs them spelled at runtime).
+TrialStatus = Literal[contract.TRIAL_STATUSES]  # type: ignore[valid-type]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"rows to skip, 0..{MAX_OFFSET}")]
 Model = Annotated[str | None, Query(max_length=64, description="e.g. mlp4")]
@@ -35,6 +38,29 @@ IncludePartial = Annotated[
     bool, Query(description="rank early-stopped / partial-budget trials too (marked partial)")
 ]
 SortOrder = Annotated[Literal["asc", "desc"], Query(description="sort direction")]
+
+
+@dataclass(frozen=True)
+class TrialPage:
+    """Which page of a trial list, in which order: the query string's paging, once."""
+
+    sort: TrialSort
+    descending: bool
+    limit: int
+    offset: int
+
+    def of(self, session: Session, where: TrialSelection) -> Page[TrialSummary]:
+        return queries.list_trials(session, where, sort=self.sort, descending=self.descending,
+                                   limit=self.limit, offset=self.offset)  # fmt: skip
+
+
+def trial_page(
+    sort: TrialSort = "val_error", order: SortOrder = "asc", limit: Limit = 50, offset: Offset = 0
+) -> TrialPage:
+    return TrialPage(sort, order == "desc", limit, offset)
+
+
+TrialPageDep = Annotated[TrialPage, Depends(trial_page)]
 
 
 def trial_filter(

@@ -2,19 +2,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from service.api.params import Limit, Offset, SortOrder, TrialFilterDep
+from service.api.params import TrialFilterDep, TrialPageDep
+from service.csv_cells import neutralise
 from service.deps import DbDep, SessionDep
 from storage import queries
-from storage.queries import TrialSort
 from storage.schemas import Page, TrialSummary
 
 router = APIRouter(tags=["trials"])
@@ -24,27 +22,9 @@ router = APIRouter(tags=["trials"])
 def list_trials(
     session: SessionDep,
     where: TrialFilterDep,
-    sort: TrialSort = "val_error",
-    order: SortOrder = "asc",
-    limit: Limit = 50,
-    offset: Offset = 0,
+    page: TrialPageDep,
 ) -> Page[TrialSummary]:
-    return queries.list_trials(
-        session, where, sort=sort, descending=order == "desc", limit=limit, offset=offset
-    )
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text
-# cells get a leading apostrophe, which spreadsheets show as text and do not evaluate (OWASP).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(cell: Any) -> Any:
-    if isinstance(cell, str) and cell.startswith(FORMULA_START):
-        return "'" + cell
-    if isinstance(cell, dict | list):  # a JSON parameter value: its text, neutralised too
-        return neutralise(json.dumps(cell))
-    return cell
+    return page.of(session, where)
 
 
 @router.get(
