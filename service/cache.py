@@ -161,31 +161,32 @@ class ResponseCache:
         finally:
             with self._lock:
                 flight.waiters -= 1
-                if flight.waiters == 0 and not flight.started.is_set():
+                if flight.waiters == 0 and not flight.started.is_set() and flight.future.cancel():
                     # Nobody waits for it any more (timed out, or the client went away).
-                    flight.future.cancel()
+                    self._flights.pop((key, version), None)
 
     def _start(
         self, key: Hashable, version: int, compute: Callable[[Session], bytes], heavy: bool
     ) -> _Flight:
-        """A new computation of ``key`` (called with the lock held)."""
+        """A new computation of ``key`` (called with the lock held). The worker stores its own
+        result, so nothing that needs the lock runs in the thread that holds it."""
 
         def run() -> bytes:
-            with self.db.session_scope(snapshot=True) as s:
-                return compute(s)
+            try:
+                with self.db.session_scope(snapshot=True) as s:
+                    body = compute(s)
+            except BaseException:
+                with self._lock:
+                    self._flights.pop((key, version), None)
+                raise
+            with self._lock:
+                self._flights.pop((key, version), None)
+                self._put(key, version, body)
+            return body
 
         started = threading.Event()
         flight = _Flight(self._pools[heavy].submit(run, started), started=started)
         self._flights[(key, version)] = flight
-
-        def store(future: Future[bytes]) -> None:
-            with self._lock:
-                self._flights.pop((key, version), None)
-                if future.cancelled() or future.exception() is not None:
-                    return
-                self._put(key, version, future.result())
-
-        flight.future.add_done_callback(store)
         return flight
 
     def _put(self, key: Hashable, version: int, body: bytes) -> None:

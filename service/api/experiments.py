@@ -83,7 +83,7 @@ async def experiment_points(cache: CacheDep, nni_id: NniId, where: TrialSelectio
     """The experiment's trials as columns in completion order, with the λ that took effect and
     the per-epoch curves: what the experiment page plots (and reloads while NNI runs)."""
     sel = replace(where, experiments=(nni_id,))
-    return await cache.json(("points", sel), lambda s: queries.trial_points(s, sel))
+    return await cache.json(("points", sel), lambda s: queries.trial_points(s, sel), heavy=True)
 
 
 @router.get("/{nni_id}/importance", response_model=schemas.Importance)
@@ -95,5 +95,5 @@ async def experiment_importance(
     in the trials that regularized its layer."""
     sel = replace(where, experiments=(nni_id,))
     return await cache.json(
-        ("importance", sel, method), lambda s: importance.importance(s, sel, method)
+        ("importance", sel, method), lambda s: importance.importance(s, sel, method), heavy=True
     )

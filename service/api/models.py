@@ -152,4 +152,4 @@ async def model_importance(
         queries.require_model_dataset(s, model, dataset)
         return importance.importance(s, sel, method)
 
-    return await cache.json(("importance", sel, method), compute)
+    return await cache.json(("importance", sel, method), compute, heavy=True)

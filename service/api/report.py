@@ -5,29 +5,37 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from analysis.report import paper_report
-from service.deps import SessionDep
+from service.deps import CacheDep
 from service.report import to_csv, to_markdown
 from storage.schemas import PaperReport
 
 router = APIRouter(prefix="/report", tags=["report"])
 
 
+# The report reads every stored group: cached per data version and computed on the heavy
+# workers, so that many readers cost one computation and never take the cheap answers' threads.
 @router.get("", response_model=PaperReport)
-def report(session: SessionDep) -> PaperReport:
+async def report(cache: CacheDep) -> Response:
     """Per model family: vanilla vs NSR, per layer subset and per regularizer, each cell the test
     error mean ± std over n (confirmation runs where they exist), the paper's figure beside."""
-    return paper_report(session)
+    return await cache.json(("report",), paper_report, heavy=True)
 
 
 @router.get("/markdown", response_class=Response)
-def report_markdown(session: SessionDep) -> Response:
-    return Response(to_markdown(paper_report(session)), media_type="text/markdown")
+async def report_markdown(cache: CacheDep) -> Response:
+    body = await cache.bytes(
+        ("report", "markdown"), lambda s: to_markdown(paper_report(s)).encode(), heavy=True
+    )
+    return Response(body, media_type="text/markdown")
 
 
 @router.get("/csv", response_class=Response)
-def report_csv(session: SessionDep) -> Response:
+async def report_csv(cache: CacheDep) -> Response:
+    body = await cache.bytes(
+        ("report", "csv"), lambda s: to_csv(paper_report(s)).encode(), heavy=True
+    )
     return Response(
-        to_csv(paper_report(session)),
+        body,
         media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="nsr-report.csv"'},
     )

@@ -27,7 +27,7 @@ from service.wording import interval, mean_std, p_value
 from storage import queries
 from storage.errors import StorageError
 from storage.nni.registry import read_registry
-from storage.schemas import ExperimentDetail
+from storage.schemas import ExperimentDetail, PaperReport
 from trials import contract
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -138,7 +138,9 @@ async def experiment_page(
     # The same cache entry as GET /api/experiments/{id}/points, which the page polls.
     sel = queries.TrialSelection(experiments=(nni_id,))
     points = await cache.bytes(
-        ("points", sel), lambda s: queries.trial_points(s, sel).model_dump_json().encode()
+        ("points", sel),
+        lambda s: queries.trial_points(s, sel).model_dump_json().encode(),
+        heavy=True,
     )
     ctx = {
         "exp": exp,
@@ -198,7 +200,9 @@ def compare_page(
 
 
 @router.get("/models/{model}/{dataset}", response_class=HTMLResponse)
-def model_page(request: Request, session: SessionDep, group: GroupDep) -> HTMLResponse:
+def model_page(
+    request: Request, session: SessionDep, settings: SettingsDep, group: GroupDep
+) -> HTMLResponse:
     best = best_config(session, group)
     group = queries.Group(group.model, group.dataset, best.budget, group.include_partial)
     ctx: dict[str, Any] = {
@@ -208,11 +212,17 @@ def model_page(request: Request, session: SessionDep, group: GroupDep) -> HTMLRe
         "lambdas": best_lambda_per_layer(session, group),
         "rec": layer_recommendation(session, group),
         "cmp": compare(session, group),
+        # Starting NNI from here needs the write token (service/deps.require_start_token).
+        "start_needs_token": settings.api_token is None,
     }
     return templates.TemplateResponse(request, "model.html", ctx)
 
 
 @router.get("/report", response_class=HTMLResponse)
-def report_page(request: Request, session: SessionDep) -> HTMLResponse:
-    report = paper_report(session)
+async def report_page(request: Request, cache: CacheDep) -> HTMLResponse:
+    # The same cached computation as GET /api/report.
+    body = await cache.bytes(
+        ("report",), lambda s: paper_report(s).model_dump_json().encode(), heavy=True
+    )
+    report = PaperReport.model_validate_json(body)
     return templates.TemplateResponse(request, "report.html", {"report": report})

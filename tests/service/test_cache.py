@@ -1,0 +1,110 @@
+"""The answer cache: one computation per (answer, data version) however many ask at once, a
+deadline instead of a hung request, and no deadlock when a computation ends at once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from service.cache import AnswerBusy, ResponseCache
+from storage.db import Database
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = Database(f"sqlite:///{tmp_path / 'nsr.sqlite'}")
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def test_identical_concurrent_requests_share_one_computation(db: Database) -> None:
+    cache = ResponseCache(db)
+    runs = []
+    release = threading.Event()
+
+    def compute(_session: object) -> bytes:
+        runs.append(1)
+        release.wait(10)
+        return b"answer"
+
+    async def ask_many() -> list[bytes]:
+        asks = [asyncio.create_task(cache.bytes("k", compute, heavy=True)) for _ in range(8)]
+        await asyncio.sleep(0.2)  # all eight are waiting on the one computation
+        release.set()
+        return await asyncio.gather(*asks)
+
+    assert asyncio.run(ask_many()) == [b"answer"] * 8
+    assert len(runs) == 1
+    assert asyncio.run(cache.bytes("k", compute)) == b"answer" and len(runs) == 1  # a hit
+
+
+def test_an_instant_computation_does_not_deadlock(db: Database) -> None:
+    # Many computations that end before their callback is attached: each must still answer.
+    cache = ResponseCache(db)
+
+    async def ask() -> list[bytes]:
+        return await asyncio.gather(
+            *(cache.bytes(("k", i), lambda _s, i=i: str(i).encode()) for i in range(300))
+        )
+
+    answers = asyncio.run(asyncio.wait_for(ask(), 30))
+    assert answers == [str(i).encode() for i in range(300)]
+
+
+def test_past_the_deadline_the_request_gets_answer_busy_and_the_answer_is_cached(
+    db: Database,
+) -> None:
+    cache = ResponseCache(db, deadline=0.2, heavy_workers=1)
+    release = threading.Event()
+
+    def slow(_session: object) -> bytes:
+        release.wait(10)
+        return b"late"
+
+    async def first() -> None:
+        with pytest.raises(AnswerBusy, match="still being computed"):
+            await cache.bytes("slow", slow, heavy=True)
+
+    asyncio.run(first())
+    release.set()
+
+    async def again() -> bytes:
+        for _ in range(100):
+            try:
+                return await cache.bytes("slow", slow, heavy=True)
+            except AnswerBusy:
+                await asyncio.sleep(0.05)
+        raise AssertionError("never cached")
+
+    assert asyncio.run(again()) == b"late"
+
+
+def test_a_queued_computation_nobody_waits_for_is_cancelled(db: Database) -> None:
+    cache = ResponseCache(db, deadline=0.2, heavy_workers=1)
+    release = threading.Event()
+    ran = []
+
+    def blocker(_session: object) -> bytes:
+        release.wait(10)
+        return b"b"
+
+    def queued(_session: object) -> bytes:
+        ran.append(1)
+        return b"q"
+
+    async def scenario() -> None:
+        busy = asyncio.create_task(cache.bytes("blocker", blocker, heavy=True))
+        await asyncio.sleep(0.05)
+        with pytest.raises(AnswerBusy):
+            await cache.bytes("queued", queued, heavy=True)  # waits behind the blocker, gives up
+        release.set()
+        with pytest.raises(AnswerBusy):
+            await busy
+
+    asyncio.run(scenario())
+    cache.close()
+    assert ran == []
