@@ -4,10 +4,12 @@ and the layer the variance rule recommends beside the one that gave the lowest e
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from storage.db import Session
 from storage.errors import NotFound
 from storage.queries import (
+    BudgetChoice,
     Group,
     best_nsr_trial_per_layer,
     best_trial,
@@ -27,6 +29,17 @@ def winners_curse(group: Group) -> str:
     return WINNERS_CURSE.format(model=group.model, dataset=group.dataset)
 
 
+def answer_fields(group: Group, choice: BudgetChoice) -> dict[str, Any]:
+    """The fields of a :class:`~storage.schemas.GroupAnswer`: the group, the budget answered for
+    and every budget stored for it."""
+    return {
+        "model": group.model,
+        "dataset": group.dataset,
+        "budget": choice.budget,
+        "budgets": choice.budgets,
+    }
+
+
 def best_config(session: Session, group: Group) -> BestConfig:
     """The search trial with the lowest validation error (NNI's "default", never the test error)
     in the group, and that configuration's confirmation runs when there are any."""
@@ -43,10 +56,7 @@ def best_config(session: Session, group: Group) -> BestConfig:
         session, replace(confirmation_trials(group, budget), config_key=best.config_key)
     )
     return BestConfig(
-        model=group.model,
-        dataset=group.dataset,
-        budget=budget,
-        budgets=choice.budgets,
+        **answer_fields(group, choice),
         trial=best.trial,
         n_trials=count_trials(session, trials),
         confirmed=confirmation is not None,
@@ -60,7 +70,7 @@ def best_lambda_per_layer(session: Session, group: Group) -> BestLambdas:
     choice = resolve_budget(session, group)
     layers = best_nsr_trial_per_layer(session, search_trials(group, choice.budget))
     return BestLambdas(
-        model=group.model, dataset=group.dataset, budget=choice.budget, budgets=choice.budgets,
+        **answer_fields(group, choice),
         layers=layers,
         caveat="each λ is the best single search trial on its layer (one seed); "
         "compare gives the confirmed verdict",
@@ -79,10 +89,7 @@ def layer_recommendation(session: Session, group: Group) -> LayerRecommendation:
     rec = variance[0].layer if variance else None
     emp = empirical[0].layer if empirical else None
     return LayerRecommendation(
-        model=group.model,
-        dataset=group.dataset,
-        budget=choice.budget,
-        budgets=choice.budgets,
+        **answer_fields(group, choice),
         variance_ranking=variance,
         recommended_layer=rec,
         empirical_ranking=empirical,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from analysis.best import winners_curse
+from analysis.best import answer_fields, winners_curse
 from analysis.statistics import difference
 from storage.db import Session
 from storage.queries import (
@@ -77,10 +77,7 @@ def compare(session: Session, group: Group) -> Comparison:
             test_gain = vanilla.test_error_mean - nsr.stats.test_error_mean
     experiments = sorted({e for v in verdicts for e in v.stats.experiments}) if confirmed else []
     return Comparison(
-        model=group.model,
-        dataset=group.dataset,
-        budget=budget,
-        budgets=choice.budgets,
+        **answer_fields(group, choice),
         confirmed=confirmed,
         confirmation_experiments=experiments,
         caveat=None if confirmed else winners_curse(group),

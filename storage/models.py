@@ -29,6 +29,14 @@ class Base(DeclarativeBase):
     pass
 
 
+def owned_rows(back_populates: str) -> Any:
+    """The one-to-many side of a parent that owns its rows: they go with it, deleted by the
+    database's ON DELETE CASCADE (``passive_deletes``: no SELECT of them first)."""
+    return relationship(
+        back_populates=back_populates, cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
 class Experiment(Base):
     __tablename__ = "experiments"
 
@@ -53,9 +61,7 @@ class Experiment(Base):
     source_stamp: Mapped[str | None] = mapped_column(String(128))
     fingerprint: Mapped[str] = mapped_column(String(40))
 
-    trials: Mapped[list[Trial]] = relationship(
-        back_populates="experiment", cascade="all, delete-orphan", passive_deletes=True
-    )
+    trials: Mapped[list[Trial]] = owned_rows("experiment")
 
 
 class Trial(Base):
@@ -121,9 +127,7 @@ class Trial(Base):
     fingerprint: Mapped[str] = mapped_column(String(40))
 
     experiment: Mapped[Experiment] = relationship(back_populates="trials")
-    layer_rows: Mapped[list[TrialLayer]] = relationship(
-        back_populates="trial", cascade="all, delete-orphan", passive_deletes=True
-    )
+    layer_rows: Mapped[list[TrialLayer]] = owned_rows("trial")
 
 
 class TrialLayer(Base):

@@ -94,11 +94,17 @@ class GroupStats(BaseModel):
     experiments: list[str] = Field(description="NNI experiments the trials come from")
 
 
-class GroupAnswer(BaseModel):
-    """Which comparable group an answer is for: one (model, data set, training budget)."""
+class GroupKey(BaseModel):
+    """One comparable group: a (model, data set, training budget)."""
 
     model: str
     dataset: str
+    budget: str
+
+
+class GroupAnswer(GroupKey):
+    """Which comparable group an answer is for: one (model, data set, training budget)."""
+
     budget: str = Field(description="the training budget answered for (query parameter budget)")
     budgets: dict[str, int] = Field(description="every stored budget with its number of trials")
 
@@ -258,10 +264,7 @@ def confirmed_searches(name: str | None) -> list[str] | None:
     return m.group(1).split(",") if m else None
 
 
-class ConfirmationPlan(BaseModel):
-    model: str
-    dataset: str
-    budget: str
+class ConfirmationPlan(GroupKey):
     searches: list[str] = Field(description="the search experiments whose configurations it runs")
     configurations: list[PlannedConfiguration]
     seeds: list[int] = Field(description="fresh: no stored trial of (model, dataset) used them")
@@ -278,10 +281,7 @@ class ConfirmationStarted(BaseModel):
     config_path: str | None = Field(description="where the YAML was written")
 
 
-class WarmStart(BaseModel):
-    model: str
-    dataset: str
-    budget: str
+class WarmStart(GroupKey):
     source_experiment: str = Field(description="the search whose settings it copies")
     layers: list[int] = Field(description="layers kept besides 'none'")
     lambda_ranges: dict[str, list[float]] = Field(description="layer -> [low, high] of λ")
@@ -308,10 +308,7 @@ class ReportCell(BaseModel):
     ci_high: float | None
 
 
-class ReportGroup(BaseModel):
-    model: str
-    dataset: str
-    budget: str
+class ReportGroup(GroupKey):
     family_of_models: str = Field(description="mlp, cnn or gnn")
     table1: list[ReportCell] = Field(description="vanilla vs the best NSR (Tables 1-3)")
     by_layers: list[ReportCell] = Field(description="per layer subset (Tables 6-7)")

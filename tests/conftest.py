@@ -1,11 +1,12 @@
-"""Shared fixtures: one real, tiny NNI experiment per test session (it takes ~40 s on 2 cores)."""
+"""Shared fixtures: one real, tiny NNI experiment per test session (it takes ~40 s on 2 cores),
+databases (empty or migrated, on SQLite and PostgreSQL) and a synthetic NNI directory."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nni_runner import NNIExperiment, finished_experiment, tiny_config  # noqa: E402
+from synthetic_nni import make_nni_dir  # noqa: E402
+
+from storage.db import Database  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +78,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     name = f"nsr_t{os.getpid()}_{next(_db_counter)}"
     with fresh_postgres_database(base, name) as url:
         yield url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A migrated, empty database: SQLite and PostgreSQL (``db_url`` is parametrized)."""
+    database = Database(db_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def three_searches(tmp_path: Path) -> Callable[[int, int, int], Path]:
+    """``three_searches(a, b, c)``: tmp_path's synthetic NNI directory (``make_nni_dir``) of
+    three stopped searches: expA and expB of mlp4/digits, expC of mlp6/mnist, with a, b and c
+    trials."""
+
+    def make(a: int, b: int, c: int) -> Path:
+        return make_nni_dir(tmp_path, {
+            "expA": {"n_trials": a, "model": "mlp4", "dataset": "digits", "seed": 1},
+            "expB": {"n_trials": b, "model": "mlp4", "dataset": "digits", "seed": 2},
+            "expC": {"n_trials": c, "model": "mlp6", "dataset": "mnist", "seed": 3},
+        })  # fmt: skip
+
+    return make

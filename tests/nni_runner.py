@@ -95,6 +95,11 @@ class NNIExperiment:
         self.trials = self.rest("trial-jobs")
         self.metrics = self.rest("metric-data")
 
+    def assert_done(self, n_trials: int) -> None:
+        """It ran to its end (status DONE) with ``n_trials`` trials."""
+        assert self.status == "DONE", self.status
+        assert len(self.trials) == n_trials, (len(self.trials), n_trials)
+
     def ran_parameters(self) -> dict[str, dict[str, Any]]:
         """Trial job id -> the parameter set its own metrics name. NNI 3.0's trial record can
         name the set of a trial started beside it (trialConcurrency > 1); the metrics are the

@@ -29,14 +29,13 @@ from trials.data import Splits
 from trials.engine import Batch, Family, run_trial
 from trials.nsr import LayerVariance, intra_class_variance
 from trials.params import (
-    RegularizedParams,
     TrialError,
+    family_params,
     param,
-    regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.runtime import pick_device, run_entry, seed_everything
+from trials.runtime import run_entry, start_trial
 
 DATASETS = ("cifar10",)
 # (optimizer, default lr) per model, as in the paper's implementation references.
@@ -45,17 +44,16 @@ ENTRY = "cnn"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
-class CNNParams(RegularizedParams):
-    model: str = param("resnet18", f"architecture: {', '.join(CNN_MODELS)}")
-    dataset: str = param("cifar10", f"data set: {', '.join(DATASETS)}")
+class CNNParams(
+    family_params(
+        model=("resnet18", CNN_MODELS),
+        dataset=("cifar10", DATASETS),
+        lambdas=range(1, 7),
+        notes={5: "ResNet-18's logits", 6: "VGG-19's logits"},
+    )
+):
     epochs: int = param(200, "training epochs (paper: 200 for ResNet-18, 500 for VGG-19)")
     lr: float = param(0.0, "learning rate; 0 = the model's default (0.1 SGD / 1e-4 Adam)")
-    lambda_1: float = param(1.0, "λ of layer 1 (used when layer 1 is in --layers)")
-    lambda_2: float = param(1.0, "λ of layer 2")
-    lambda_3: float = param(1.0, "λ of layer 3")
-    lambda_4: float = param(1.0, "λ of layer 4")
-    lambda_5: float = param(1.0, "λ of layer 5 (ResNet-18's logits)")
-    lambda_6: float = param(1.0, "λ of layer 6 (VGG-19's logits)")
     batch_size: int = param(100, "mini-batch size")
     momentum: float = param(0.9, "SGD momentum (ResNet-18)")
     weight_decay: float = param(5e-4, "weight decay")
@@ -204,10 +202,7 @@ def make_optimizer(
 
 def main(p: CNNParams) -> dict[str, Any]:
     """Train one CNN as ``p`` says and return the final metrics (also reported to NNI)."""
-    validate(p)
-    regularized = regularized_layers(p, layer_indices(p))
-    device = pick_device(p.device)
-    seed_everything(p.seed, p.threads)
+    regularized, device = start_trial(p, validate, layer_indices)
     if p.synthetic:
         splits = synthetic_cifar(p.synthetic, seed=p.split_seed)
     else:

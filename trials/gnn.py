@@ -32,32 +32,27 @@ from trials.graph_data import (
 )
 from trials.nsr import intra_class_variance
 from trials.params import (
-    RegularizedParams,
     TrialError,
+    family_params,
     param,
-    regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.runtime import pick_device, run_entry, seed_everything
+from trials.runtime import run_entry, start_trial
 
 MODELS = {f"{kind}{depth}": (kind, depth) for kind in ("gcn", "sage") for depth in (2, 3, 4)}
 ENTRY = "gnn"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
-class GNNParams(RegularizedParams):
-    model: str = param("sage2", f"architecture: {', '.join(MODELS)}")
-    dataset: str = param("cora", f"data set: {', '.join(GRAPH_DATASETS)}")
+class GNNParams(
+    family_params(model=("sage2", MODELS), dataset=("cora", GRAPH_DATASETS), lambdas=range(1, 5))
+):
     lr: float = param(0.01, "Adam learning rate")
     layers: str = param(
         "1",
         "layers the regularizer acts on (NSR, Jacobian, VCL): 'none', 'last', or a list like '1,2'",
     )
-    lambda_1: float = param(1.0, "λ of layer 1 (used when layer 1 is in --layers)")
-    lambda_2: float = param(1.0, "λ of layer 2")
-    lambda_3: float = param(1.0, "λ of layer 3")
-    lambda_4: float = param(1.0, "λ of layer 4")
     weight_decay: float = param(5e-4, "Adam weight decay")
     hidden: int = param(64, "hidden features per GNN layer")
     dropout: float = param(0.5, "dropout before every graph convolution")
@@ -227,11 +222,8 @@ def main(p: GNNParams, graph: Graph | None = None) -> dict[str, Any]:
     ``graph`` lets a caller (the benchmark) load a data set once for many runs; it must be the one
     ``p`` names.
     """
-    validate(p)
+    regularized, device = start_trial(p, validate, layer_indices)
     kind, depth = MODELS[p.model]
-    regularized = regularized_layers(p, layer_indices(p))
-    device = pick_device(p.device)
-    seed_everything(p.seed, p.threads)
     if graph is None:
         graph = (
             synthetic_graph(p.synthetic, split_seed=p.split_seed)

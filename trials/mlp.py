@@ -26,14 +26,13 @@ from torch import nn
 from trials.data import IMAGE_DATASETS, load_image_dataset
 from trials.engine import PlainSGD, run_trial, split_family
 from trials.params import (
-    RegularizedParams,
     TrialError,
+    family_params,
     param,
-    regularized_layers,
     require_at_least,
     require_choice,
 )
-from trials.runtime import pick_device, run_entry, seed_everything
+from trials.runtime import run_entry, start_trial
 
 HIDDEN = {
     "mlp3": [100],
@@ -46,20 +45,11 @@ ENTRY = "mlp"  # the configuration's entry name (trials/contract.py)
 
 
 @dataclass(frozen=True)
-class MLPParams(RegularizedParams):
-    model: str = param("mlp4", f"architecture: {', '.join(HIDDEN)}")
-    dataset: str = param("digits", f"data set: {', '.join(IMAGE_DATASETS)}")
+class MLPParams(
+    family_params(model=("mlp4", HIDDEN), dataset=("digits", IMAGE_DATASETS), lambdas=range(2, 11))
+):
     lr: float = param(0.01, "SGD learning rate")
     device: str = param("cpu", "cpu, cuda or auto (an MLP is fastest on the CPU)")
-    lambda_2: float = param(1.0, "λ of layer 2 (used when layer 2 is in --layers)")
-    lambda_3: float = param(1.0, "λ of layer 3")
-    lambda_4: float = param(1.0, "λ of layer 4")
-    lambda_5: float = param(1.0, "λ of layer 5")
-    lambda_6: float = param(1.0, "λ of layer 6")
-    lambda_7: float = param(1.0, "λ of layer 7")
-    lambda_8: float = param(1.0, "λ of layer 8")
-    lambda_9: float = param(1.0, "λ of layer 9")
-    lambda_10: float = param(1.0, "λ of layer 10")
     batchnorm: bool = param(False, "BatchNorm1d before each hidden ReLU (the paper's Table 5)")
     dropout: float = param(0.0, "dropout probability after each hidden ReLU; 0 = none")
     batch_size: int = param(100, "mini-batch size")
@@ -119,10 +109,7 @@ def layer_indices(p: MLPParams) -> list[int]:
 
 def main(p: MLPParams) -> dict[str, Any]:
     """Train one MLP as ``p`` says and return the final metrics (also reported to NNI)."""
-    validate(p)
-    regularized = regularized_layers(p, layer_indices(p))
-    device = pick_device(p.device)
-    seed_everything(p.seed, p.threads)
+    regularized, device = start_trial(p, validate, layer_indices)
     splits = load_image_dataset(p.dataset, p.data_root, p.split_seed, p.download).to(device)
     model = MLP(splits.input_dim, HIDDEN[p.model], splits.num_classes, p.batchnorm, p.dropout).to(
         device

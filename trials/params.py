@@ -14,7 +14,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -185,8 +185,9 @@ def default_data_root() -> str:
 class RunParams:
     """What every trial entry takes: what to train, on what, for how long, and where.
 
-    Each family redeclares ``model``, ``dataset`` and the defaults that differ (a redeclared field
-    keeps its place, so every ``--help`` lists the shared knobs in one order)."""
+    Each family redeclares ``model`` and ``dataset`` (through :func:`family_params`) and the
+    defaults that differ (a redeclared field keeps its place, so every ``--help`` lists the shared
+    knobs in one order)."""
 
     model: str = param("", "architecture")
     dataset: str = param("", "data set")
@@ -203,7 +204,7 @@ class RunParams:
 @dataclass(frozen=True)
 class RegularizedParams(RunParams):
     """The run knobs plus the regularizer's: which one, on which layers, how strong. NSR's λ are
-    per layer (``lambda_<k>``), so each family declares its own."""
+    per layer (``lambda_<k>``), so each family declares its own (:func:`family_params`)."""
 
     layers: str = param(
         "last",
@@ -229,6 +230,35 @@ class RegularizedParams(RunParams):
     )
     vcl_weight: float = param(0.1, "strength of the Variance Constancy Loss on --layers (vcl)")
     vcl_samples: int = param(0, "VCL's sub-batch size n (two sub-batches per step); 0 = half")
+
+
+def family_params(
+    model: tuple[str, Iterable[str]],
+    dataset: tuple[str, Iterable[str]],
+    lambdas: Iterable[int],
+    notes: Mapping[int, str] | None = None,
+) -> type[RegularizedParams]:
+    """The frozen :class:`RegularizedParams` a family's params extend: its ``model`` and
+    ``dataset`` (default, then the choices ``--help`` lists), and NSR's ``lambda_<k>: float = 1.0``
+    for each layer k in ``lambdas``, placed right after the shared fields. ``notes`` adds a word to
+    a layer's help (``{5: "ResNet-18's logits"}``)."""
+    (model_default, models), (dataset_default, datasets) = model, dataset
+    fields: list[tuple[str, type, Any]] = [
+        ("model", str, param(model_default, f"architecture: {', '.join(models)}")),
+        ("dataset", str, param(dataset_default, f"data set: {', '.join(datasets)}")),
+    ]
+    notes = notes or {}
+    for i, k in enumerate(lambdas):
+        # The first λ's help says when a λ is used, once for all of them.
+        words = [f"used when layer {k} is in --layers"] if i == 0 else []
+        words += [notes[k]] if k in notes else []
+        suffix = f" ({'; '.join(words)})" if words else ""
+        fields.append((contract.lambda_key(k), float, param(1.0, f"λ of layer {k}{suffix}")))
+    base = dataclasses.make_dataclass(
+        "FamilyParams", fields, bases=(RegularizedParams,), frozen=True
+    )
+    base.__module__ = __name__  # make_dataclass would name the 'types' module in reprs
+    return base
 
 
 def regularized_layers(params: RegularizedParams, available: Sequence[int]) -> list[int]:

@@ -7,15 +7,16 @@ import random
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from trials.params import TrialError, from_cli
+from trials.params import RegularizedParams, TrialError, from_cli, regularized_layers
 from trials.report import Reporter
 
 DEVICES = ("cpu", "cuda", "auto")
+P = TypeVar("P", bound=RegularizedParams)
 
 
 def pick_device(name: str) -> torch.device:
@@ -36,6 +37,19 @@ def seed_everything(seed: int, threads: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def start_trial(
+    p: P, validate: Callable[[P], None], layer_indices: Callable[[P], list[int]]
+) -> tuple[list[int], torch.device]:
+    """Every trial's first steps: check ``p`` (before ``layer_indices``, which trusts its model),
+    resolve the layers the regularizer acts on, pick the device and seed every generator. Returns
+    the regularized layers and the device."""
+    validate(p)
+    regularized = regularized_layers(p, layer_indices(p))
+    device = pick_device(p.device)
+    seed_everything(p.seed, p.threads)
+    return regularized, device
 
 
 def run_main(body: Callable[[], Mapping[str, Any]]) -> int:

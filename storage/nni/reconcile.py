@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.nni.records import ParameterId, ParameterSets, RawTrial, parameter_id
+from storage.nni.records import (
+    ParameterId,
+    ParameterSets,
+    RawTrial,
+    hyper_parameters,
+    parameter_id,
+)
 
 
 def _parameters_of(hparam: dict[str, Any] | None) -> dict[str, Any]:
@@ -15,8 +21,13 @@ def _parameters_of(hparam: dict[str, Any] | None) -> dict[str, Any]:
     return params if isinstance(params, dict) else {"value": params}
 
 
-def start_with(trial: RawTrial, hparam: dict[str, Any], sets: ParameterSets) -> None:
-    """Record the parameter set NNI says ``trial`` was started with (and every set by its id)."""
+def start_with(trial: RawTrial, record: Any, sets: ParameterSets) -> None:
+    """Record the parameter set NNI says ``trial`` was started with (and every set by its id);
+    ``record`` is NNI's JSON text of it, as stored, and anything that is not a JSON object is
+    passed over."""
+    hparam = hyper_parameters(record)
+    if hparam is None:
+        return
     params = _parameters_of(hparam)
     pid = parameter_id(hparam.get("parameter_id"))
     if pid is not None:

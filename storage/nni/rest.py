@@ -12,7 +12,6 @@ from storage.nni.records import (
     RawTrial,
     RegistryEntry,
     attach_metrics,
-    hyper_parameters,
     int_or_none,
     text_commands,
 )
@@ -59,9 +58,8 @@ def read_rest(entry: RegistryEntry, status: str, timeout: float = 10.0) -> RawEx
             end_time=int_or_none(job.get("endTime")),
         )
         hps = job.get("hyperParameters") or []
-        hparam = hyper_parameters(hps[0]) if hps else None
-        if hparam is not None:
-            start_with(trial, hparam, sets)
+        if hps:
+            start_with(trial, hps[0], sets)
         trials[trial.trial_job_id] = trial
     attach_metrics(
         trials,

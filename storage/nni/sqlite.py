@@ -223,8 +223,6 @@ def _replay_events(
             trial.status = "WAITING"
         elif event != "ADD_HYPERPARAMETER":
             trial.status = event or "UNKNOWN"
-        hparam = hyper_parameters(data)
-        if hparam is not None:
-            start_with(trial, hparam, sets)
+        start_with(trial, data, sets)
         if trial.sequence_id is None:
             trial.sequence_id = int_or_none(seq_id)

@@ -2,19 +2,14 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from synthetic_nni import make_nni_dir
 
 from service.app import create_app
 from service.settings import Settings
 
 
 @pytest.fixture
-def synthetic_nni_dir(tmp_path):
-    return make_nni_dir(tmp_path, {
-        "expA": {"n_trials": 80, "model": "mlp4", "dataset": "digits", "seed": 1},
-        "expB": {"n_trials": 50, "model": "mlp4", "dataset": "digits", "seed": 2},
-        "expC": {"n_trials": 30, "model": "mlp6", "dataset": "mnist", "seed": 3},
-    })  # fmt: skip
+def synthetic_nni_dir(three_searches):
+    return three_searches(80, 50, 30)
 
 
 @pytest.fixture

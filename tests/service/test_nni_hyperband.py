@@ -55,8 +55,7 @@ def test_hyperband_runs_on_nni_3_and_promotes_the_best_short_trial(
     hyperband_experiment: NNIExperiment,
 ) -> None:
     exp = hyperband_experiment
-    assert exp.status == "DONE", exp.status
-    assert len(exp.trials) == TRIALS
+    exp.assert_done(TRIALS)
     assert all(t["status"] == "SUCCEEDED" for t in exp.trials), exp.trials
     params, reports = exp.ran_parameters(), final_reports(exp)
     budgets = sorted(p[contract.TRIAL_BUDGET] for p in params.values())

@@ -23,12 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def nni_dir(tmp_path):
-    return make_nni_dir(tmp_path, {
-        "expA": {"n_trials": 60, "model": "mlp4", "dataset": "digits", "seed": 1},
-        "expB": {"n_trials": 40, "model": "mlp4", "dataset": "digits", "seed": 2},
-        "expC": {"n_trials": 30, "model": "mlp6", "dataset": "mnist", "seed": 3},
-    })  # fmt: skip
+def nni_dir(three_searches):
+    return three_searches(60, 40, 30)
 
 
 def semantic_rows(database):

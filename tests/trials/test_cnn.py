@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from trial_cli import run_cli, run_module
 
 from trials.cifar import CIFAR_DIR, augment, load_cifar10
 from trials.cnn import CNNParams, cli, layer_indices, main, prepare_model
 from trials.nsr import NeuronSteadiness
 
-REPO = Path(__file__).resolve().parents[2]
 # Tiny on purpose: a ResNet-18 step on 2 shared CPU cores costs ~0.2 s per image.
 SMOKE = CNNParams(
     synthetic=30, max_batches=2, batch_size=4, eval_batch=8, epochs=1, device="cpu", threads=2
@@ -116,11 +114,6 @@ def test_cifar_reader_splits_train_validation_test(tmp_path) -> None:
     assert splits.num_classes == 10
 
 
-def _run(argv: list[str], capsys) -> tuple[int, list[str]]:
-    code = cli(argv)
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -133,7 +126,7 @@ def _run(argv: list[str], capsys) -> tuple[int, list[str]]:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys) -> None:
-    code, err = _run(argv, capsys)
+    code, err = run_cli(cli, argv, capsys)
     assert code == 2
     assert len(err) == 1 and needle in err[0], err
 
@@ -143,13 +136,7 @@ def test_subprocess_unknown_layer_and_missing_data_are_one_line(tmp_path) -> Non
         (["--model", "vgg19", "--layers", "7"], "the model has no layer 7; its layers are 1"),
         (["--data-root", str(tmp_path), "--download", "false"], "cifar-10-batches-py"),
     ):
-        out = subprocess.run(
-            [sys.executable, "-m", "trials.cnn", *argv],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        out = run_module("trials.cnn", *argv, timeout=120)
         assert out.returncode == 2, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], out.stderr

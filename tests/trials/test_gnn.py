@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from trial_cli import run_cli, run_module
 
 from trials.gnn import GNN, MODELS, GNNParams, cli, layer_indices, main
 from trials.graph_data import Graph, load_graph, random_split
@@ -109,11 +110,6 @@ def test_baselines_run_on_cora_whose_features_are_sparse(regularizer, cora) -> N
     assert 0.0 <= metrics["test_error"] <= 100.0
 
 
-def _run(argv: list[str], capsys) -> tuple[int, list[str]]:
-    code = cli(argv)
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -130,14 +126,14 @@ def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys) -> None:
             cli(argv)
         assert exc.value.code == 2
         return
-    code, err = _run(argv, capsys)
+    code, err = run_cli(cli, argv, capsys)
     assert code == 2
     assert len(err) == 1 and needle in err[0], err
 
 
 def test_missing_offline_data_says_where_to_put_the_files(tmp_path, capsys) -> None:
-    code, err = _run(
-        ["--dataset", "wikics", "--data-root", str(tmp_path), "--download", "false"], capsys
+    code, err = run_cli(
+        cli, ["--dataset", "wikics", "--data-root", str(tmp_path), "--download", "false"], capsys
     )
     assert code == 2 and len(err) == 1
     assert "data.json" in err[0] and str(tmp_path / "wikics" / "raw") in err[0]
@@ -145,20 +141,8 @@ def test_missing_offline_data_says_where_to_put_the_files(tmp_path, capsys) -> N
 
 def test_subprocess_missing_data_with_download_fails_fast_in_one_line(tmp_path) -> None:
     # Downloads are allowed here: offline, the 15 s socket timeout must turn into one line.
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trials.gnn",
-            "--dataset",
-            "amazon-photo",
-            "--data-root",
-            str(tmp_path),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = run_module(
+        "trials.gnn", "--dataset", "amazon-photo", "--data-root", str(tmp_path), timeout=120
     )
     lines = out.stderr.strip().splitlines()
     if out.returncode == 0:  # a machine with internet downloaded it: that is fine too

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from nni_runner import REPO, NNIExperiment, free_port, tiny_config
+from nni_runner import NNIExperiment, free_port, tiny_config
 from torch import nn
+from trial_cli import run_module
 
 from trials.mlp import HIDDEN, MLP, MLPParams, main
 from trials.params import TrialError, merge
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trials.mlp", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_module("trials.mlp", *args, env=env)
 
 
 @pytest.mark.parametrize("name", list(HIDDEN))

@@ -7,15 +7,22 @@ import dataclasses
 import json
 import math
 import subprocess
-import sys
 
 import pytest
 from nni_runner import REPO
+from trial_cli import run_module
 
 from trials import cnn, contract, gnn, mlp
 from trials.params import merge
 
 BASELINES = ["l1", "l2", "jacobian", "vcl", "none", "nsr"]
+# Runs small enough for 2 shared CPU cores; each test sets what it checks on top.
+MLP_SMALL = mlp.MLPParams(
+    dataset="digits", epochs=1, lr=0.1, batch_size=32, threads=1, probe_samples=200
+)
+CNN_SMOKE = cnn.CNNParams(
+    synthetic=30, max_batches=2, batch_size=4, eval_batch=8, epochs=1, device="cpu", threads=2
+)
 
 
 def check(result: dict, kind: str) -> dict:
@@ -32,16 +39,7 @@ def check(result: dict, kind: str) -> dict:
 
 @pytest.mark.parametrize("kind", BASELINES)
 def test_mlp_trial_with_every_regularizer(kind: str) -> None:
-    p = mlp.MLPParams(
-        dataset="digits",
-        epochs=1,
-        lr=0.1,
-        batch_size=32,
-        threads=1,
-        probe_samples=200,
-        regularizer=kind,
-        layers="last",
-    )
+    p = dataclasses.replace(MLP_SMALL, regularizer=kind, layers="last")
     result = mlp.main(p)
     config = check(result, kind)
     assert config[contract.LAYERS] == ("4" if kind in contract.LAYERED else "none")
@@ -52,17 +50,8 @@ def test_mlp_trial_with_every_regularizer(kind: str) -> None:
 
 @pytest.mark.parametrize(("batchnorm", "dropout"), [(True, 0.0), (False, 0.3), (True, 0.3)])
 def test_mlp_trial_with_batchnorm_and_dropout_and_nsr(batchnorm: bool, dropout: float) -> None:
-    p = mlp.MLPParams(
-        dataset="digits",
-        epochs=2,
-        lr=0.1,
-        batch_size=32,
-        threads=1,
-        probe_samples=200,
-        layers="4",
-        lambda_4=2.0,
-        batchnorm=batchnorm,
-        dropout=dropout,
+    p = dataclasses.replace(
+        MLP_SMALL, epochs=2, layers="4", lambda_4=2.0, batchnorm=batchnorm, dropout=dropout
     )
     result = mlp.main(p)
     config = check(result, "nsr")
@@ -77,17 +66,7 @@ def test_mlp_trial_with_batchnorm_and_dropout_and_nsr(batchnorm: bool, dropout: 
 
 @pytest.mark.parametrize("kind", BASELINES)
 def test_cnn_trial_with_every_regularizer(kind: str) -> None:
-    p = cnn.CNNParams(
-        synthetic=30,
-        max_batches=2,
-        batch_size=4,
-        eval_batch=8,
-        epochs=1,
-        device="cpu",
-        threads=2,
-        regularizer=kind,
-    )
-    config = check(cnn.main(p), kind)
+    config = check(cnn.main(dataclasses.replace(CNN_SMOKE, regularizer=kind)), kind)
     assert config[contract.LAYERS] == ("5" if kind in contract.LAYERED else "none")
 
 
@@ -112,13 +91,7 @@ def test_nested_regularizer_choice_from_nni_is_flattened() -> None:
 
 
 def run(entry: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", f"trials.{entry}", "--epochs", "1", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module(f"trials.{entry}", "--epochs", "1", *args)
 
 
 @pytest.mark.parametrize(
