@@ -1,6 +1,9 @@
-# nsr-search results service. The same steps as `make setup` (README): Python 3.11, a virtual
+# nsr-search results service. The same steps as `make setup` (README): Python, a virtual
 # environment, pip with setuptools<81 (NNI 3.0 imports pkg_resources), then `pip install -e .`.
-FROM python:3.11-slim-bookworm
+# Python 3.11 by default, the version CI runs the full suite on; 3.12 and 3.13 work too
+# (requires-python, `make check-python`): docker-compose build --build-arg PYTHON_VERSION=3.13
+ARG PYTHON_VERSION=3.11
+FROM python:${PYTHON_VERSION}-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PATH=/app/.venv/bin:$PATH

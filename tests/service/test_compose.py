@@ -9,10 +9,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"POSTGRES_PASSWORD": "pw123", "NSR_API_TOKEN": "tok456-0123456789abcdef",
@@ -76,7 +78,11 @@ def test_dockerfile_installs_like_make_setup():
         # The image needs no test tools: `-e ".[dev]"` becomes `-e .`.
         step = step.replace('-e ".[dev]"', "-e .")
         assert f"python -m pip install {step}" in docker, step
-    assert "FROM python:3.11" in docker  # NNI 3.0 and the torch pins need 3.11, as make checks
+    # The image's Python is one the project supports (requires-python), 3.11 unless asked.
+    default = re.search(r"^ARG PYTHON_VERSION=(3\.\d+)$", docker, re.MULTILINE)
+    assert default and "FROM python:${PYTHON_VERSION}-slim" in docker
+    supported = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert SpecifierSet(supported).contains(f"{default.group(1)}.0"), (default.group(1), supported)
     for path in ("pyproject.toml", "trials/", "storage/", "service/"):
         assert f"COPY {path}" in docker
 
