@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
+from analysis import rerun as rerun_rules
 from storage.db import Session
 from storage.errors import InvalidValue, NotFound
 from storage.queries import (
-    ExperimentRun,
+    ConfigBest,
     Group,
+    TrialConfig,
     best_trial_per_config,
     get_experiment_run,
     list_seeds,
@@ -36,8 +38,6 @@ from trials import contract
 FIRST_FRESH_SEED = 1000  # far from the small seeds searches use, so "fresh" is easy to see
 MAX_TOP_K = 20
 MAX_SEEDS = 50
-# NNI's training-service record repeats experiment-level fields; the new experiment sets its own.
-_EXPERIMENT_LEVEL = {"trialCommand", "trialCodeDirectory", "debug"}
 
 
 def _without_seed(params: dict[str, Any]) -> dict[str, Any]:
@@ -79,10 +79,14 @@ def confirmation_plan(
     n_seeds: int = 5,
     concurrency: int = 2,
     per_family: bool = False,
+    rerun: rerun_rules.Rerun | None = None,
 ) -> ConfirmationPlan:
     """The NNI experiment that confirms the top ``top_k`` configurations of the group and
     vanilla over ``n_seeds`` fresh seeds; ``per_family``: the best ``top_k`` of each regularizer
-    family instead (NSR and every baseline, as in the paper's Table 4)."""
+    family instead (NSR and every baseline, as in the paper's Table 4). The experiment is built
+    by ``analysis.rerun`` (this installation's command, code and training service), never copied
+    from the stored search."""
+    rerun = rerun or rerun_rules.Rerun()
     if not 1 <= top_k <= MAX_TOP_K:
         raise InvalidValue(f"top_k={top_k} is out of range: allowed 1..{MAX_TOP_K}")
     if not 2 <= n_seeds <= MAX_SEEDS:
@@ -94,6 +98,13 @@ def confirmation_plan(
     budget = resolve_budget(session, group).budget
     group = Group(group.model, group.dataset, budget, include_partial=False)
     ranked = best_trial_per_config(session, search_trials(group, budget))
+    if rerun.command is None:
+        # Without the user's command only this project's trials can be re-run: a trial whose
+        # configuration did not come from its own report is passed over (its record is kept).
+        ranked, trials = _reported(session, ranked)
+    else:
+        trials = list_trial_configs(session, [r.trial_id for r in ranked[: 4 * MAX_TOP_K]])
+        ranked = [r for r in ranked if r.trial_id in trials]
     regularized = [r for r in ranked if r.family not in ("vanilla", "unknown")]
     if per_family:
         kept: dict[str, int] = {}
@@ -107,51 +118,44 @@ def confirmation_plan(
     if not candidates:
         raise NotFound(
             f"{group.model}/{group.dataset} [{budget}] has no regularized full-budget search "
-            "trial to confirm"
+            "trial to confirm" + ("" if rerun.command else " that reported its configuration")
         )
     vanilla = next((r for r in ranked if r.family == "vanilla"), None)
-    trial_ids = [r.trial_id for r in candidates] + ([vanilla.trial_id] if vanilla else [])
-    trials = list_trial_configs(session, trial_ids)
-    configs: list[PlannedConfiguration] = []
-    for r in candidates:
-        params = _without_seed(trials[r.trial_id].parameters)
-        configs.append(
-            PlannedConfiguration(
-                config_key=r.config_key, family=r.family, layers=r.layers, parameters=params,
-                search_val_error=r.val_error,
-                configuration=contract.config_identity(trials[r.trial_id].config or params),
-            )  # fmt: skip
+    chosen = candidates + ([vanilla] if vanilla else [])
+    searches = sorted({c.experiment for c in trials.values()})
+    foreign = _foreign(session, searches, [trials[r.trial_id] for r in chosen])
+    if foreign is not None and rerun.command is None:
+        raise rerun_rules.PlanRefused(
+            f"{group.model}/{group.dataset} [{budget}]: search {foreign[0]} cannot be confirmed: "
+            f"{foreign[1]}; a stored command is never run: name the command to run (command=...)"
         )
-    if vanilla is not None:
-        params = _without_seed(trials[vanilla.trial_id].parameters)
-        v_config = trials[vanilla.trial_id].config or params
-        configs.append(
-            PlannedConfiguration(
-                config_key=vanilla.config_key, family="vanilla", layers=vanilla.layers,
-                parameters=params, search_val_error=vanilla.val_error,
-                configuration=contract.config_identity(v_config),
-            )  # fmt: skip
-        )
-    else:  # the search had no vanilla choice: the best configuration with nothing regularized
+    configs = [_planned(r, trials[r.trial_id], foreign is None) for r in chosen]
+    if vanilla is None:  # the search had no vanilla choice: the best one, nothing regularized
         params = _vanilla_of(configs[0].parameters)
+        if foreign is None:
+            entry, checked = rerun_rules.checked_params(params)
+            params = {contract.ENTRY: entry, **checked}
         configs.append(
             PlannedConfiguration(
                 config_key=None, family="vanilla", layers=contract.VANILLA_LAYERS,
                 parameters=params, search_val_error=None, configuration=params,
             )  # fmt: skip
         )
-    source = get_experiment_run(session, trials[candidates[0].trial_id].experiment)
-    if source is None or not isinstance(source.config, dict) or not source.trial_command:
-        raise NotFound(
-            f"the search experiment of {group.model}/{group.dataset} [{budget}] has no stored "
-            "NNI configuration (trial command) to re-run"
-        )
-    searches = sorted({c.experiment for c in trials.values()})
     seeds = fresh_seeds(session, group.model, group.dataset, n_seeds)
     # Seed-major order: a run cut short still has every configuration on the same seeds.
     sets = [{**c.parameters, contract.SEED: s} for s in seeds for c in configs]
-    experiment = _experiment_config(source, confirmation_name(group.model, group.dataset,
-                                                              searches), sets, concurrency)
+    if foreign is None:
+        entries = {p.pop(contract.ENTRY) for p in sets}
+        if len(entries) != 1:
+            raise rerun_rules.PlanRefused(f"the configurations run different entries: {entries}")
+        flags, sets = rerun_rules.split_common(sets)
+        command = rerun_rules.trial_command(entries.pop(), flags)
+    else:
+        command = rerun_rules.user_command(rerun, f"search {foreign[0]}")
+    name = confirmation_name(group.model, group.dataset, searches)
+    space = {"combine_params": {"_type": "choice", "_value": sets}}
+    experiment = rerun_rules.experiment(name, space, command, rerun, concurrency=concurrency,
+                                        max_trials=len(sets), tuner={"name": "Batch"})  # fmt: skip
     return ConfirmationPlan(
         model=group.model,
         dataset=group.dataset,
@@ -162,31 +166,60 @@ def confirmation_plan(
         n_trials=len(sets),
         experiment=experiment,
         yaml=yaml.safe_dump(experiment, sort_keys=False, allow_unicode=True),
+        user_command=rerun.command if foreign is not None else None,
     )
 
 
-def rerun_config(source: ExperimentRun, name: str, search_space: dict[str, Any]) -> dict[str, Any]:
-    """A new NNI experiment that runs ``search_space`` the way ``source`` ran its trials: the same
-    command, code directory, training service and GPUs. The caller adds tuner and trial counts."""
-    stored: dict[str, Any] = source.config or {}
-    service = stored.get("trainingService") or {"platform": "local"}
-    if isinstance(service, dict):
-        service = {k: v for k, v in service.items() if k not in _EXPERIMENT_LEVEL}
-    config: dict[str, Any] = {
-        "experimentName": name,
-        "searchSpace": search_space,
-        "trialCommand": source.trial_command,
-        "trialCodeDirectory": stored.get("trialCodeDirectory", "."),
-        "trainingService": service,
-    }
-    if stored.get("trialGpuNumber") is not None:
-        config["trialGpuNumber"] = stored["trialGpuNumber"]
-    return config
+def _reported(
+    session: Session, ranked: list[ConfigBest]
+) -> tuple[list[ConfigBest], dict[int, TrialConfig]]:
+    """The ranked configurations whose best trial reported its configuration, best first, with
+    those trials' records; read a batch at a time, enough for the largest plan."""
+    kept: list[ConfigBest] = []
+    trials: dict[int, TrialConfig] = {}
+    families: dict[str, int] = {}
+    batch = 4 * MAX_TOP_K
+    for start in range(0, len(ranked), batch):
+        chunk = ranked[start : start + batch]
+        found = list_trial_configs(session, [r.trial_id for r in chunk])
+        for r in chunk:
+            t = found[r.trial_id]
+            if rerun_rules.is_ours(t.config_source):
+                kept.append(r)
+                trials[r.trial_id] = t
+                families[r.family] = families.get(r.family, 0) + 1
+        if "vanilla" in families and all(n >= MAX_TOP_K for f, n in families.items()):
+            break
+    return kept, trials
 
 
-def _experiment_config(
-    source: ExperimentRun, name: str, sets: list[dict[str, Any]], concurrency: int
-) -> dict[str, Any]:
-    config = rerun_config(source, name, {"combine_params": {"_type": "choice", "_value": sets}})
-    config.update(trialConcurrency=concurrency, maxTrialNumber=len(sets), tuner={"name": "Batch"})
-    return config
+def _foreign(
+    session: Session, searches: list[str], trials: list[TrialConfig]
+) -> tuple[str, str] | None:
+    """(experiment, why) for the first search that is not this project's as it ran, else None."""
+    for t in trials:
+        if not rerun_rules.is_ours(t.config_source):
+            return t.experiment, "its trials did not report their configuration"
+    for nni_id in searches:
+        run = get_experiment_run(session, nni_id)
+        reason = rerun_rules.foreign_reason(run.config if run else None,
+                                            run.trial_command if run else None)  # fmt: skip
+        if reason is not None:
+            return nni_id, reason
+    return None
+
+
+def _planned(r: ConfigBest, trial: TrialConfig, ours: bool) -> PlannedConfiguration:
+    """A configuration to confirm: ours rebuilt from its reported configuration (every value
+    through the trial's own rules); a foreign one from its parameters, for the user's command."""
+    if ours:
+        identity = contract.config_identity(trial.config or {})
+        entry, params = rerun_rules.checked_params(identity)
+        params = {contract.ENTRY: entry, **params}
+    else:
+        params = _without_seed(trial.parameters)
+        identity = contract.config_identity(trial.config or params)
+    return PlannedConfiguration(
+        config_key=r.config_key, family=r.family, layers=r.layers, parameters=params,
+        search_val_error=r.val_error, configuration=identity,
+    )  # fmt: skip

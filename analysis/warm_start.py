@@ -7,8 +7,10 @@ The rule (documented in ARCHITECTURE.md, "Warm start"):
 - ``lambda_<k>`` of each kept layer: loguniform over the λ of the best quarter (at least
   ``MIN_TOP``) of that layer's trials, widened by ``WIDEN``× on each side and clipped to the
   paper's [0.01, 100]; a layer without trials keeps the full range.
-- Everything else (trial command, code directory, training service, tuner, trial count, the other
-  search-space keys) is copied from the group's most recent search, so the YAML runs as it is.
+- The other search-space keys, the tuner (or advisor) and assessor, the trial count and concurrency
+  follow the group's most recent search, each through ``analysis.rerun``'s checks; the command is
+  built from the best trial's reported configuration, the code directory and training service are
+  this installation's. Nothing of the stored record is run as it was stored.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from typing import Any
 
 import yaml
 
+from analysis import rerun
 from analysis.best import layer_recommendation
-from analysis.confirmation import rerun_config
 from storage.db import Session
 from storage.errors import NotFound
 from storage.queries import (
     Group,
+    best_trial_per_config,
     latest_experiment_run,
+    list_trial_configs,
     nsr_single_layer_lambdas,
     resolve_budget,
     search_trials,
@@ -51,7 +55,11 @@ def lambda_range(lams_best_first: list[float]) -> tuple[float, float]:
     return low, high
 
 
-def warm_start(session: Session, group: Group) -> WarmStart:
+def warm_start(session: Session, group: Group, settings: rerun.Rerun | None = None) -> WarmStart:
+    """The next search (see the module's rule), built by ``analysis.rerun``: this installation's
+    command, code and training service, allow-listed algorithms; a foreign search needs the
+    user's command (``settings.command``)."""
+    settings = settings or rerun.Rerun()
     budget = resolve_budget(session, group).budget
     group = Group(group.model, group.dataset, budget)
     rec = layer_recommendation(session, group)
@@ -70,29 +78,44 @@ def warm_start(session: Session, group: Group) -> WarmStart:
             f"no stored search of {group.model}/{group.dataset} [{budget}] to start from"
         )
     stored: dict[str, Any] = source.config
-    space: dict[str, Any] = {
+    ranked = best_trial_per_config(session, trials)
+    best = list_trial_configs(session, [ranked[0].trial_id])[ranked[0].trial_id] if ranked else None
+    reason = rerun.foreign_reason(stored, source.trial_command)
+    if best is None or not rerun.is_ours(best.config_source):
+        reason = reason or "its trials did not report their configuration"
+    narrowed = {contract.LAYERS: {"_type": "choice",
+                                  "_value": [contract.VANILLA_LAYERS, *(str(k) for k in layers)]},
+                **{contract.lambda_key(k): {"_type": "loguniform", "_value": list(ranges[k])}
+                   for k in layers}}  # fmt: skip
+    kept = {
         key: spec
         for key, spec in (stored.get("searchSpace") or {}).items()
         if key != contract.LAYERS and not contract.LAMBDA_KEY.match(key)
     }
-    space[contract.LAYERS] = {
-        "_type": "choice",
-        "_value": [contract.VANILLA_LAYERS, *(str(k) for k in layers)],
-    }
-    for k in layers:
-        space[contract.lambda_key(k)] = {"_type": "loguniform", "_value": list(ranges[k])}
-    config = rerun_config(source, f"nsr-warm {group.model}/{group.dataset}", space)
-    config.update(
-        trialConcurrency=stored.get("trialConcurrency", 1),
-        maxTrialNumber=stored.get("maxTrialNumber", 20),
-    )
-    if stored.get("advisor"):  # Hyperband/BOHB take the tuner's place
-        config["advisor"] = stored["advisor"]
+    if reason is None:
+        entry, params = rerun.checked_params(best.config or {})
+        space = {**rerun.search_space(kept, entry), **narrowed}
+        flags = {k: v for k, v in params.items() if k not in space and k != contract.SEED
+                 and not contract.LAMBDA_KEY.match(k)}  # fmt: skip
+        command = rerun.trial_command(entry, flags)
+        algorithms = {
+            what: rerun.algorithm(stored[what], what, builtins)
+            for what, builtins in (("tuner", rerun.BUILTIN_TUNERS),
+                                   ("advisor", rerun.BUILTIN_TUNERS),
+                                   ("assessor", rerun.BUILTIN_ASSESSORS))
+            if stored.get(what) is not None
+        }  # fmt: skip
     else:
-        config["tuner"] = stored.get("tuner") or {"name": "Random"}
-    for key in ("maxExperimentDuration", "assessor"):
-        if stored.get(key) is not None:
-            config[key] = stored[key]
+        command = rerun.user_command(settings, f"search {source.nni_id} ({reason})")
+        space = {**rerun.search_space(kept, None), **narrowed}
+        algorithms = {}  # a foreign search's algorithms are not re-run: Random
+    config = rerun.experiment(
+        f"nsr-warm {group.model}/{group.dataset}", space, command, settings,
+        concurrency=_bounded(stored.get("trialConcurrency"), 1, 64, 1),
+        max_trials=_bounded(stored.get("maxTrialNumber"), 1, 100_000, 20),
+        tuner=algorithms.get("tuner"), advisor=algorithms.get("advisor"),
+        assessor=algorithms.get("assessor"), duration=stored.get("maxExperimentDuration"),
+    )  # fmt: skip
     return WarmStart(
         model=group.model,
         dataset=group.dataset,
@@ -104,4 +127,12 @@ def warm_start(session: Session, group: Group) -> WarmStart:
         empirical_best_layer=rec.empirical_best_layer,
         experiment=config,
         yaml=yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+        user_command=settings.command if reason is not None else None,
     )
+
+
+def _bounded(value: Any, low: int, high: int, default: int) -> int:
+    """A stored count, used only when it is a plain integer in range."""
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    return default

@@ -16,6 +16,12 @@ from storage.db import Database
 from storage.errors import StorageError
 from storage.sync import ingest_sqlite_file, sync_all
 
+FOREIGN_COMMAND_HELP = (
+    "for a foreign search only (its trials did not report their configuration, or its stored "
+    "command is not this project's): the trial command to run instead; a stored command is "
+    "never run"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -70,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration (5)")
     c.add_argument("--concurrency", type=int, default=2, help="NNI trialConcurrency (2)")
     c.add_argument("--start", action="store_true", help="start it with nnictl")
+    c.add_argument("--command", dest="user_command", help=FOREIGN_COMMAND_HELP)
     c.add_argument(
         "--per-family",
         action="store_true",
@@ -84,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("model")
     w.add_argument("dataset")
     w.add_argument("--budget", help="training budget (default: the one with the most trials)")
+    w.add_argument("--command", dest="user_command", help=FOREIGN_COMMAND_HELP)
     v = sub.add_parser("serve", help="run the web UI and REST API (syncs in the background)")
     v.add_argument("--host", help="bind address (default 127.0.0.1)")
     v.add_argument("--port", type=int, help="port (default 8765)")
@@ -153,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
 def _answer(db: Database, settings: Settings, args: argparse.Namespace) -> int:
     from analysis.confirmation import confirmation_plan
     from analysis.report import paper_report
+    from analysis.rerun import Rerun
     from analysis.warm_start import warm_start
     from service.nni_launcher import start_confirmation, write_plan
     from service.report import to_csv, to_markdown
@@ -169,12 +178,15 @@ def _answer(db: Database, settings: Settings, args: argparse.Namespace) -> int:
                 print(text, end="")
             return 0
         group = Group(args.model, args.dataset, args.budget)
+        rerun = Rerun(training_service=settings.training_service, command=args.user_command)
         if args.command == "search-space":
-            print(warm_start(s, group).yaml, end="")
+            print(warm_start(s, group, rerun).yaml, end="")
             return 0
         plan = confirmation_plan(
-            s, group, args.top_k, args.seeds, args.concurrency, args.per_family
+            s, group, args.top_k, args.seeds, args.concurrency, args.per_family, rerun
         )
+    if plan.user_command is not None:
+        print(f"running your command for a foreign search: {plan.user_command}", file=sys.stderr)
     if args.start:
         started = start_confirmation(plan, settings)
         print(f"confirmation experiment {started.nni_id} started ({plan.n_trials} trials, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,10 +91,26 @@ class Settings(BaseSettings):
         default=2, ge=1, le=64, description="threads for the costly answers (importance, the "
         "report, large plot data), apart from the cheap ones and /api/health",
     )  # fmt: skip
+    training_service: dict[str, Any] = Field(
+        default_factory=lambda: {"platform": "local"},
+        description="the NNI trainingService (JSON) of the experiments the service plans and "
+        "starts (confirmations, warm starts): local, or remote with this team's machineList; "
+        "never the one a stored experiment names",
+    )
     ui_refresh_seconds: float = Field(
         default=10.0, ge=0, description="how often an open experiment page reloads its trials "
         "while NNI's manager runs; 0 turns it off",
     )  # fmt: skip
+
+    @field_validator("training_service")
+    @classmethod
+    def _known_platform(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("platform") not in ("local", "remote"):
+            raise ValueError(
+                f"platform {str(value.get('platform'))[:40]!r} is not one the service starts: "
+                "use local or remote"
+            )
+        return value
 
     @field_validator("api_token", mode="before")
     @classmethod

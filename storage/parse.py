@@ -24,7 +24,7 @@ from storage.nni.records import RawExperiment, RawTrial
 from storage.schemas import confirmed_searches
 from trials import contract
 
-CONFIG_FROM_REPORT = "report"
+CONFIG_FROM_REPORT = contract.CONFIG_FROM_REPORT
 CONFIG_FROM_PARAMETERS = "parameters"
 CONFIG_FROM_COMMAND = "command"
 UNKNOWN_BUDGET = "unknown"  # a foreign trial that names none of the budget keys

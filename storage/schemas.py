@@ -271,6 +271,11 @@ class ConfirmationPlan(GroupKey):
     n_trials: int
     experiment: dict[str, Any] = Field(description="the NNI experiment config (Batch tuner)")
     yaml: str = Field(description="the same, as YAML for nnictl create --config")
+    user_command: str | None = Field(
+        default=None,
+        description="the command the user named for a foreign search (shown back: it is run "
+        "as given); None when the plan's command is this project's own trial",
+    )
 
 
 class ConfirmationStarted(BaseModel):
@@ -289,6 +294,9 @@ class WarmStart(GroupKey):
     empirical_best_layer: int | None
     experiment: dict[str, Any]
     yaml: str
+    user_command: str | None = Field(
+        default=None, description="the command the user named for a foreign search, shown back"
+    )
 
 
 class ReportCell(BaseModel):

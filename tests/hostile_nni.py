@@ -34,7 +34,7 @@ class Case:
 
 
 def _good(path: Path, exp_id: str, n_trials: int = 4) -> sqlite3.Connection:
-    write_nni_sqlite(path, exp_id, n_trials=n_trials, seed=7)
+    write_nni_sqlite(path, exp_id, n_trials=n_trials, seed=7, report_config=False)
     return sqlite3.connect(path)
 
 

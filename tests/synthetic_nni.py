@@ -111,8 +111,12 @@ def write_nni_sqlite(
     start_ms: int = 1_700_000_000_000,
     lambda_effect: Mapping[int, float] | None = None,
     early_stopped: float = 0.0,
+    report_config: bool = True,
 ) -> list[dict[str, Any]]:
-    """Write ``<path>`` as NNI would after running ``n_trials``; returns the trials written."""
+    """Write ``<path>`` as NNI would after running ``n_trials``; returns the trials written.
+
+    ``report_config``: the final reports carry ``config``, as this project's trials report it;
+    off for tests that edit NNI's parameter records and need those read back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     conn = sqlite3.connect(path)
@@ -145,6 +149,12 @@ def write_nni_sqlite(
         events.append((t + 1, job, "RUNNING", None, "/log", None, None, "local-env"))
         for e, v in enumerate(curve):
             metrics.append((t + 2 + e, job, str(seq), "PERIODICAL", e, _encode(v)))
+        if report_config and isinstance(final, dict):
+            # What this project's trials report: the effective configuration they trained with.
+            active = contract.parse_layers(p[contract.LAYERS])
+            final = {**final, contract.CONFIG: {
+                **contract.config_of(p, active, "mlp"), contract.MODEL: model,
+                contract.DATASET: dataset, contract.EPOCHS: epochs}}  # fmt: skip
         if final is not None:
             metrics.append((t + 900, job, str(seq), "FINAL", 0, _encode(final)))
         events.append((t + 1000, job, status, None, "/log", None, None, "local-env"))

@@ -108,6 +108,11 @@ NONFINITE_VALUE = 1e9  # NNI's JSON cannot carry NaN/inf
 CONFIG = "config"
 VAR_KEY = re.compile(r"^var_(\d+)(_init)?$")
 
+#: This project's trial entries (``python -m trials.<entry>``), each with its ``<ENTRY>Params``.
+ENTRIES: tuple[str, ...] = ("mlp", "cnn", "gnn")
+#: Where a stored configuration came from: only "report" is a trial of this project telling it.
+CONFIG_FROM_REPORT = "report"
+
 #: Configuration keys that name what was trained; ``ENTRY`` is the trial module (mlp, cnn, gnn).
 ENTRY = "entry"
 MODEL = "model"

@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 from analysis import best, importance, verdict
 from analysis.confirmation import MAX_SEEDS, MAX_TOP_K, confirmation_plan
 from analysis.warm_start import warm_start
-from service.api.params import DatasetP, GroupDep, ImportanceMethod, ModelP, TrialSelectionDep
+from service.api.params import (
+    DatasetP,
+    GroupDep,
+    ImportanceMethod,
+    ModelP,
+    RerunDep,
+    TrialSelectionDep,
+)
 from service.deps import (
     WRITE_RESPONSES,
     BearerDep,
@@ -83,11 +90,12 @@ async def compare(cache: CacheDep, group: GroupDep) -> Response:
 def search_space(
     session: SessionDep,
     group: GroupDep,
+    rerun: RerunDep,
     format: Annotated[str, Query(pattern="^(json|yaml)$", description="json or yaml")] = "json",
 ) -> WarmStart | Response:
     """The next search, narrowed by what is stored (layers: vanilla, the recommended and the
     empirically best; λ around the best region): an NNI experiment config for nnictl create."""
-    answer = warm_start(session, group)
+    answer = warm_start(session, group, rerun)
     if format == "yaml":
         return Response(answer.yaml, media_type="application/yaml")
     return answer
@@ -108,6 +116,7 @@ async def confirm(
     settings: SettingsDep,
     credentials: BearerDep,
     group: GroupDep,
+    rerun: RerunDep,
     top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="configurations to confirm")] = 3,
     seeds: Annotated[int, Query(ge=2, le=MAX_SEEDS, description="fresh seeds per config")] = 5,
     concurrency: Annotated[int, Query(ge=1, le=64, description="NNI trialConcurrency")] = 2,
@@ -123,7 +132,7 @@ async def confirm(
 
     def plan_it() -> ConfirmationStarted:
         with db.session_scope() as s:
-            plan = confirmation_plan(s, group, top_k, seeds, concurrency, per_family)
+            plan = confirmation_plan(s, group, top_k, seeds, concurrency, per_family, rerun)
         if not start:
             return ConfirmationStarted(
                 plan=plan, started=False, nni_id=None, nni_url=None, config_path=None

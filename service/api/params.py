@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
+from analysis.rerun import MAX_USER_COMMAND, Rerun
 from storage import queries
 from storage.queries import MAX_LIMIT, MAX_OFFSET, Group, TrialSelection, TrialSort
 from storage.schemas import Page, TrialSummary
@@ -61,6 +62,25 @@ def trial_page(
 
 
 TrialPageDep = Annotated[TrialPage, Depends(trial_page)]
+
+UserCommand = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_USER_COMMAND,
+        description="for a foreign search only (its trials did not report their configuration, "
+        "or its stored command is not this project's): the trial command to run instead; it is "
+        "shown back in the plan before anything starts",
+    ),
+]
+
+
+def rerun_of(request: Request, command: UserCommand = None) -> Rerun:
+    """How the service runs what it plans: its configured training service, and the command the
+    user named (never the stored record's)."""
+    return Rerun(training_service=request.app.state.settings.training_service, command=command)
+
+
+RerunDep = Annotated[Rerun, Depends(rerun_of)]
 
 
 def trial_filter(

@@ -128,18 +128,23 @@ def best_trial_per_config(session: Session, trials: TrialSet) -> list[ConfigBest
 @dataclass(frozen=True)
 class TrialConfig:
     """What a stored trial ran: NNI's parameters, its effective configuration (None when
-    unknown) and its experiment's NNI id."""
+    unknown), where that came from (``config_source``: "report" when the trial reported it, as
+    this project's trials do) and its experiment's NNI id."""
 
     experiment: str
     parameters: dict[str, Any]
     config: dict[str, Any] | None
+    config_source: str | None = None
 
 
 def list_trial_configs(session: Session, trial_ids: list[int]) -> dict[int, TrialConfig]:
     """The parameters and configuration of the stored trials ``trial_ids``, by id."""
     rows = session.execute(
-        select(Trial.id, Experiment.nni_id, Trial.parameters, Trial.config)
+        select(Trial.id, Experiment.nni_id, Trial.parameters, Trial.config, Trial.config_source)
         .join(Experiment, Trial.experiment_id == Experiment.id)
         .where(Trial.id.in_(trial_ids))
     )
-    return {tid: TrialConfig(nni_id, params or {}, config) for tid, nni_id, params, config in rows}
+    return {
+        tid: TrialConfig(nni_id, params or {}, config, source)
+        for tid, nni_id, params, config, source in rows
+    }

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from nni_runner import finished_experiment, tiny_config
 
 from service.nni_launcher import LaunchError, create_experiment, free_port_from
 
@@ -32,8 +33,10 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_a_started_manager_listens_on_loopback_only(nni_experiment) -> None:
-    addresses = listening_addresses(nni_experiment.port)
+def test_a_started_manager_listens_on_loopback_only(tmp_path: Path) -> None:
+    # Its own experiment: the session's shared one may already be stopped by another test.
+    with finished_experiment(tmp_path, tiny_config(max_trials=1, epochs=1), timeout=300) as exp:
+        addresses = listening_addresses(exp.port)
     assert addresses == {"127.0.0.1"}, addresses
 
 

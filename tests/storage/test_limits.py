@@ -19,7 +19,7 @@ from storage.sync import ingest_sqlite_file, sync_all
 
 def nni_file(tmp_path, exp_id="expL", hp=None, profile=None):
     path = tmp_path / exp_id / "db" / "nni.sqlite"
-    write_nni_sqlite(path, exp_id, n_trials=3, seed=4)
+    write_nni_sqlite(path, exp_id, n_trials=3, seed=4, report_config=False)
     conn = sqlite3.connect(path)
     if hp is not None:
         conn.execute("UPDATE TrialJobEvent SET data = ? WHERE trialJobId = 'T00000' AND "
