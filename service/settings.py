@@ -81,8 +81,13 @@ class Settings(BaseSettings):
     )
     max_import_mb: int = Field(default=64, ge=1, description="largest nni.sqlite upload")
     import_seconds: float = Field(
-        default=60.0, gt=0, description="longest time one nni.sqlite upload may take to read"
-    )
+        default=60.0, gt=0, description="longest time one nni.sqlite upload may take to read, "
+        "parse and store (past it nothing is stored)",
+    )  # fmt: skip
+    max_import_trials: int = Field(
+        default=100_000, ge=1, description="most trials one upload may hold (what an import "
+        "holds in memory grows with them)",
+    )  # fmt: skip
     answer_seconds: float = Field(
         default=30.0, gt=0, description="longest a request waits for an uncached answer; then a "
         "503 (the computation goes on and its answer is cached)",

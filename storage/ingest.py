@@ -9,6 +9,7 @@ ingest rate in the thousands of trials per second.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from storage.errors import NotFound
 from storage.limits import fit_experiment_rows
 from storage.models import DataVersion, Experiment, Trial, TrialLayer
 from storage.nni.records import RawExperiment
-from storage.parse import parse_experiment
+from storage.parse import DeadlinePassed, parse_experiment
 
 
 @dataclass
@@ -52,9 +53,14 @@ def lock_experiment(session: Session, nni_id: str) -> None:
             version=DataVersion.version))  # fmt: skip
 
 
-def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
+def ingest_experiment(
+    session: Session, raw: RawExperiment, deadline: float | None = None
+) -> IngestResult:
+    """Store ``raw`` (one transaction: the caller's session scope). ``deadline`` (a
+    ``time.monotonic()`` value) bounds the parse and the writes: past it, ``DeadlinePassed``
+    and the transaction rolls back."""
     lock_experiment(session, raw.nni_id)
-    parsed = parse_experiment(raw)
+    parsed = parse_experiment(raw, deadline)
     # What the columns cannot hold (PostgreSQL's ranges and lengths) is made to fit or refused.
     exp_row, parsed_trials = fit_experiment_rows(parsed.row, parsed.trials)
     result = IngestResult(nni_id=raw.nni_id)
@@ -130,6 +136,8 @@ def ingest_experiment(session: Session, raw: RawExperiment) -> IngestResult:
         # Same transaction as the data: a reader never sees new data with an old version.
         conn.execute(update(DataVersion).where(DataVersion.id == 1).values(
             version=DataVersion.version + 1))  # fmt: skip
+    if deadline is not None and time.monotonic() > deadline:  # before the caller commits
+        raise DeadlinePassed(f"storing {len(new) + len(changed)} trials ran past the deadline")
     return result
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +136,11 @@ class ParsedExperiment:
     trials: list[tuple[dict[str, Any], list[dict[str, Any]]]]  # (trial row, layer rows)
 
 
-def parse_experiment(raw: RawExperiment) -> ParsedExperiment:
+class DeadlinePassed(Exception):
+    """An import's deadline passed while it was being parsed or stored (nothing is kept)."""
+
+
+def parse_experiment(raw: RawExperiment, deadline: float | None = None) -> ParsedExperiment:
     config = raw.config or {}
     command = config.get("trialCommand")
     if command is None and isinstance(config.get("trial"), dict):  # v1 config layout
@@ -160,7 +165,11 @@ def parse_experiment(raw: RawExperiment) -> ParsedExperiment:
         "source_stamp": raw.source_stamp,
     }
     row["fingerprint"] = _digest({k: v for k, v in row.items() if k != "source_stamp"})
-    trials = [parse_trial(t, flags, full_epochs) for t in raw.trials]
+    trials = []
+    for i, t in enumerate(raw.trials):
+        if deadline is not None and i % 1000 == 0 and time.monotonic() > deadline:
+            raise DeadlinePassed(f"parsing stopped after {i} of {len(raw.trials)} trials")
+        trials.append(parse_trial(t, flags, full_epochs))
     return ParsedExperiment(row=row, trials=trials)
 
 

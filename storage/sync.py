@@ -24,7 +24,8 @@ from storage.nni.manager_log import assessor_stopped, mark_assessor_stops
 from storage.nni.records import RegistryEntry
 from storage.nni.registry import experiment_db_path, read_registry
 from storage.nni.rest import read_rest, rest_alive
-from storage.nni.sqlite import read_sqlite, source_stamp
+from storage.nni.sqlite import READ_SECONDS, read_sqlite, source_stamp
+from storage.parse import DeadlinePassed
 from storage.schemas import SyncReport
 
 log = logging.getLogger(__name__)
@@ -146,25 +147,42 @@ def ingest_sqlite_file(db: Database, path: Path) -> IngestResult:
         return ingest_experiment(s, raw)
 
 
-def import_nni_sqlite(db: Database, path: Path, seconds: float | None = None) -> IngestResult:
+def import_nni_sqlite(
+    db: Database, path: Path, seconds: float | None = None, max_trials: int | None = None
+) -> IngestResult:
     """Ingest a file that claims to be an NNI experiment database (an upload, untrusted): unlike
-    ``ingest_sqlite_file`` it must name its experiment itself, since its path says nothing. Any
-    problem with the file is an ``InvalidValue`` naming it."""
+    ``ingest_sqlite_file`` it must name its experiment itself, since its path says nothing. The
+    whole import (read, parse, store) runs within ``seconds``, a file of more than
+    ``max_trials`` trials is refused before it is read, and nothing is kept of an import that
+    fails. Any problem with the file is an ``InvalidValue`` naming it, never the server's path."""
+    path = Path(path)
+    deadline = time.monotonic() + (READ_SECONDS if seconds is None else seconds)
+
+    def without_path(message: str) -> str:
+        return message.replace(str(path), "the upload").replace(str(path.parent), "the upload")
+
     try:
-        raw = read_sqlite(Path(path), immutable=True, seconds=seconds)
+        raw = read_sqlite(path, immutable=True, seconds=seconds, max_trials=max_trials)
     except SourceError as exc:
-        raise InvalidValue(f"not a readable NNI experiment database: {exc}") from exc
-    if not raw.config or raw.nni_id == Path(path).parent.parent.name:
+        raise InvalidValue(
+            f"not a readable NNI experiment database: {without_path(str(exc))}"
+        ) from exc
+    if not raw.config or raw.nni_id == path.parent.parent.name:
         raise InvalidValue("not an NNI experiment database: it has no ExperimentProfile")
     _check_id(raw.nni_id)
     raw.status = "STOPPED"
+    limit = f"{seconds:g} s (NSR_IMPORT_SECONDS)" if seconds is not None else "its deadline"
     try:
         with db.session_scope() as s:
-            result = ingest_experiment(s, raw)
+            result = ingest_experiment(s, raw, deadline)
             clear_sync_error(s, raw.nni_id)
             return result
+    except DeadlinePassed as exc:
+        raise InvalidValue(f"the import took over {limit}: nothing was stored ({exc})") from exc
     except StorageError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the file's values do, a 4xx that says so
         log.exception("import of experiment %s failed", raw.nni_id)
-        raise InvalidValue(f"experiment {raw.nni_id} could not be stored: {describe(exc)}") from exc
+        raise InvalidValue(
+            f"experiment {raw.nni_id} could not be stored: {without_path(describe(exc))}"
+        ) from exc

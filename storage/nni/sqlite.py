@@ -116,12 +116,14 @@ def read_sqlite(
     *,
     immutable: bool | None = None,
     seconds: float | None = None,
+    max_trials: int | None = None,
 ) -> RawExperiment:
     """An experiment from its nni.sqlite, opened read-only; the file is not trusted.
 
     ``immutable`` (default: when there is no write-ahead log beside the file, i.e. NNI is not
     writing it) opens it without locks or side files; ``seconds`` (default ``READ_SECONDS``)
-    bounds the whole read.
+    bounds the whole read; ``max_trials`` refuses a file of more trials before any is read (what
+    a read holds in memory grows with them).
     """
     seconds = READ_SECONDS if seconds is None else seconds
     if not db_path.exists():
@@ -153,6 +155,12 @@ def read_sqlite(
         _check_size(conn, "TrialJobEvent", ["trialJobId", "event", "data"], MAX_EVENT_ROWS)
         _check_size(conn, "MetricData", ["trialJobId", "parameterId", "type", "data"],
                     MAX_METRIC_ROWS)  # fmt: skip
+        if max_trials is not None:
+            (n_trials,) = conn.execute(
+                "SELECT COUNT(DISTINCT trialJobId) FROM TrialJobEvent"
+            ).fetchone()
+            if n_trials > max_trials:
+                raise SourceError(f"{n_trials} trials in {db_path}: at most {max_trials} allowed")
         # Rows are streamed from the cursor, never fetched whole.
         events = conn.execute(
             f"SELECT {_as_text('trialJobId')}, {_as_text('event')}, {_as_text('data')}, "
