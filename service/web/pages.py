@@ -222,7 +222,7 @@ def model_page(
 async def report_page(request: Request, cache: CacheDep) -> HTMLResponse:
     # The same cached computation as GET /api/report.
     body = await cache.bytes(
-        ("report",), lambda s: paper_report(s).model_dump_json().encode(), heavy=True
+        ("report",), lambda s: paper_report(s).model_dump_json().encode()
     )
     report = PaperReport.model_validate_json(body)
     return templates.TemplateResponse(request, "report.html", {"report": report})

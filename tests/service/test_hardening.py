@@ -268,3 +268,18 @@ def test_links_encode_ids_and_names(settings, tmp_path):
         html = c.get("/").text
         assert 'href="/models/a%2Fb%3Fc%23d%25e/x%25y"' in html
         assert c.get("/models/a%2Fb%3Fc%23d%25e/x%25y").status_code in (200, 404)
+
+
+def test_report_csv_neutralises_formula_cells(settings, tmp_path):
+    # A model and a data set named like formulas, from an imported file: text in the CSV.
+    path = tmp_path / "evilReport" / "db" / "nni.sqlite"
+    write_nni_sqlite(path, "evilReport", n_trials=6, seed=2, model="=HYPERLINK(\"x\")",
+                     dataset="@SUM(A1)")  # fmt: skip
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        r = c.post("/api/import", content=path.read_bytes(),
+                   headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        rows = list(csv.reader(io.StringIO(c.get("/api/report/csv").text)))
+    cells = [cell for row in rows for cell in row]
+    assert "'=HYPERLINK(\"x\")" in cells and "'@SUM(A1)" in cells
+    assert not any(cell.startswith(("=", "@", "+")) for cell in cells)
