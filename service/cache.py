@@ -102,6 +102,7 @@ class ResponseCache:
         self._version = -1
         self._checked_at = -float("inf")
         self._version_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsr-version")
+        self._version_read: tuple[asyncio.AbstractEventLoop, asyncio.Future[int]] | None = None
         self._pools = {
             False: AnswerPool("nsr-answer", workers, max_queued=16 * workers),
             True: AnswerPool("nsr-heavy", heavy_workers, max_queued=4 * heavy_workers),
@@ -123,11 +124,24 @@ class ResponseCache:
 
     async def _current_version(self) -> int:
         now = time.monotonic()
-        if now - self._checked_at > self.version_ttl:
-            loop = asyncio.get_running_loop()
-            self._version = await loop.run_in_executor(self._version_reader, self._read_version)
-            self._checked_at = now
-        return self._version
+        if now - self._checked_at <= self.version_ttl:
+            return self._version
+        # One read at a time however many requests find the version stale: each reading it
+        # would queue behind the others on the reader's one thread.
+        loop = asyncio.get_running_loop()
+        pending = self._version_read
+        if pending is None or pending[0] is not loop:
+            future = loop.run_in_executor(self._version_reader, self._read_version)
+            pending = self._version_read = (loop, future)
+            future.add_done_callback(lambda f: self._version_done(f, now))
+        return await asyncio.shield(pending[1])
+
+    def _version_done(self, future: asyncio.Future[int], started: float) -> None:
+        if self._version_read is not None and self._version_read[1] is future:
+            self._version_read = None
+        if not future.cancelled() and future.exception() is None:
+            self._version = future.result()
+            self._checked_at = started
 
     async def json(
         self, key: Hashable, compute: Callable[[Session], BaseModel], *, heavy: bool = False

@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: listening on {settings.host} without NSR_API_TOKEN "
                   "(NSR_ALLOW_OPEN_BIND): anyone who can reach this port may sync, import and "
                   "delete", file=sys.stderr)  # fmt: skip
+        # Answers are computed on worker threads; a shorter GIL switch interval (5 ms by default)
+        # lets the event loop, which serves /api/health and cached answers, in between.
+        sys.setswitchinterval(0.001)
         app = create_app(settings)
         print(f"nsr-search service on http://{settings.host}:{settings.port}/", flush=True)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
