@@ -94,10 +94,6 @@ def split_common(sets: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[
     return common, [{k: v for k, v in s.items() if k not in common} for s in sets]
 
 
-def trial_command(entry: str, flags: Mapping[str, Any]) -> str:
-    return contract.entry_command(entry, flags)
-
-
 def _scalar_args(args: Any, what: str) -> dict[str, Any]:
     if args is None:
         return {}

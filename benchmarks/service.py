@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # the synthetic NNI experiments live with the tests
 
+from live_service import serve_process  # noqa: E402
 from synthetic_nni import write_nni_sqlite, write_registry  # noqa: E402
 
 from analysis import best  # noqa: E402
@@ -65,12 +64,6 @@ def build_nni_dir(root: Path, n_exp: int, n_trials: int, big_trials: int) -> Pat
                          start_ms=1_700_000_000_000 + i * 10_000_000)  # fmt: skip
     write_registry(nni_dir, {f"bench{i:04d}": {} for i in range(n_exp)} | {BIG: {}})
     return nni_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(sorted_ms: list[float], p: float) -> float:
@@ -157,29 +150,9 @@ def main() -> int:
                   f"{statistics.median(times):.1f} ms, max {max(times):.1f} ms")  # fmt: skip
         db.dispose()
 
-        port = free_port()
         env = dict(os.environ, NSR_DATABASE_URL=url, NSR_NNI_DIR=str(nni_dir),
-                   NSR_SYNC_INTERVAL="0", PYTHONPATH=str(REPO))  # fmt: skip
-        server = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    print("service did not start:", server.stderr.read().decode()[-2000:])
-                    return 1
-                time.sleep(0.2)
+                   NSR_SYNC_INTERVAL="0")  # fmt: skip
+        with serve_process(env) as base:
             ok = True
             for name in ("best-config", "recommendation"):
                 paths = [f"/api/models/{m}/{d}/{name}" for m, d in PAIRS]
@@ -191,9 +164,6 @@ def main() -> int:
                       f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {statistics.fmean(lat):.1f} ms "
                       f"(target p99 <= 50 ms)")  # fmt: skip
             ok &= results_ui(base, args)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     return 0 if ok and rate >= 2000 else 1
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # the synthetic NNI experiments live with the tests
 
+from live_service import serve_process  # noqa: E402
 from synthetic_nni import write_nni_sqlite, write_registry  # noqa: E402
 
 from storage.db import Database  # noqa: E402
@@ -40,12 +39,6 @@ from storage.sync import sync_all  # noqa: E402
 
 BIG = "starve-big"
 TARGET_S = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(sorted_ms: list[float], p: float) -> float:
@@ -148,35 +141,13 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nsr-starve-") as tmp:
         nni_dir, url = build(Path(tmp))
-        port = free_port()
         env = dict(os.environ, NSR_DATABASE_URL=url, NSR_NNI_DIR=str(nni_dir),
-                   NSR_SYNC_INTERVAL="0", PYTHONPATH=str(REPO))  # fmt: skip
-        server = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(port)],
-                                  cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE)  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    print("service did not start:", server.stderr.read().decode()[-2000:])
-                    return 1
-                time.sleep(0.2)
+                   NSR_SYNC_INTERVAL="0")  # fmt: skip
+        with serve_process(env) as base:
             httpx.get(f"{base}/api/models/mlp4/digits/best-config", timeout=60)  # now cached
             phase(base, "distinct uncached fANOVA importance", "importance", args.clients,
                   args.seconds)  # fmt: skip
             phase(base, "/api/report", "report", args.report_clients, args.seconds)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # a computation still running in a worker
-                server.kill()
     return 0
 
 
