@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, background_sync: bool = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        cache.close()  # the heavy-answer worker processes exit with the service
         db.dispose()
 
     app = FastAPI(

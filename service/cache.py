@@ -7,34 +7,180 @@ process's own sync changed something), on a thread of its own, so a hit touches 
 database nor a worker that may be busy: that keeps p99 latency low under concurrent requests. A
 sync run by another process (the CLI) is seen within ``version_ttl``.
 
-Misses are computed on bounded pools, never on the server's request threads: ``heavy`` answers
-(importance, the report, large plot columns) on a few workers of their own, so that they cannot
-starve the cheap ones (best config, compare) or ``/api/health``. Identical concurrent requests
-share one computation. A request waits at most ``deadline`` seconds (then a 503 that says the
-answer is still being computed and will be cached); a computation nobody waits for any more is
-cancelled if it has not started, and at most ``workers`` run at once otherwise.
+Misses are computed on bounded pools, never on the server's request threads:
+- cheap answers (best config, compare) on a few threads;
+- ``heavy`` answers (importance, the report, large plot columns) in worker *processes* of their
+  own, at a lower CPU priority (``nice``). Threads were not enough: a fANOVA forest or a report
+  over 300k trials is Python work that holds the GIL, and with two of them running the server's
+  event loop waited seconds for it, so ``/api/health`` and cached hits did too. In a process of
+  its own the work cannot take the GIL, and the scheduler gives the server's process the CPU
+  first. A heavy computation is therefore a picklable callable (a module-level function, or a
+  ``functools.partial`` of one with plain arguments); each worker opens the database itself.
+  An in-memory SQLite database exists in this process only: its heavy answers use threads.
+Identical concurrent requests share one computation. A request waits at most ``deadline``
+seconds (then a 503 that says the answer is still being computed and will be cached); a
+computation nobody waits for any more is cancelled if it has not started, and at most
+``workers`` run at once otherwise. A worker that dies (killed, out of memory) fails its answers
+with a 503 and the pool is rebuilt for the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import pickle
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 from fastapi import Response
 from pydantic import BaseModel
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from storage.db import Database
 from storage.queries import data_version
 
+Compute = Callable[[Session], bytes]
+
 
 class AnswerBusy(Exception):
     """No answer within the deadline, or too many computations queued: try again (a 503)."""
+
+
+# ---------------------------------------------------------------- worker processes
+_worker_db: Database | None = None
+# A worker runs this many answers, then is replaced: memory a computation leaves behind
+# (allocator fragmentation, caches of the libraries) is returned to the system.
+TASKS_PER_WORKER = 64
+# Positive: the scheduler serves the server's own process first.
+WORKER_NICENESS = 10
+
+
+def _worker_start(url: str) -> None:
+    """Initializer of each worker process: lower priority, one BLAS thread, its own engine."""
+    global _worker_db
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:  # not permitted here: same priority, still off the server's GIL
+        pass
+    _worker_db = Database(url)
+
+
+def _compute_in_worker(compute: Compute) -> bytes:
+    assert _worker_db is not None, "worker started without _worker_start"
+    with _worker_db.session_scope(snapshot=True) as s:
+        return compute(s)
+
+
+@dataclass(frozen=True)
+class JsonBytes:
+    """``compute``'s model as JSON bytes; picklable when ``compute`` is."""
+
+    compute: Callable[[Session], BaseModel]
+
+    def __call__(self, session: Session) -> bytes:
+        return self.compute(session).model_dump_json().encode()
+
+
+def in_memory(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+class AnswerPool:
+    """A bounded pool of threads (``processes`` off) or of worker processes, with a queue limit:
+    ``max_queued`` computations at most."""
+
+    def __init__(
+        self, name: str, db: Database, workers: int, max_queued: int, *, processes: bool
+    ) -> None:
+        self.name = name
+        self.db = db
+        self.workers = workers
+        self.processes = processes
+        self.max_queued = max_queued
+        self.queued = 0
+        self._lock = threading.Lock()
+        self._executor: Executor | None = None  # started on first use
+
+    def _pool(self) -> Executor:
+        if self._executor is None:
+            if self.processes:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    # Not fork: the server's threads, locks and open connections must not be
+                    # copied into a worker.
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_start,
+                    initargs=(self.db.url,),
+                    max_tasks_per_child=TASKS_PER_WORKER,
+                )
+            else:
+                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
+        return self._executor
+
+    def _compute_here(self, compute: Compute) -> bytes:
+        with self.db.session_scope(snapshot=True) as s:
+            return compute(s)
+
+    def submit(self, compute: Compute) -> Future[bytes]:
+        if self.processes:
+            try:
+                pickle.dumps(compute)
+            except Exception as exc:  # a programming error, not the client's
+                raise TypeError(
+                    f"a heavy answer runs in a worker process and must be picklable: {exc}"
+                ) from exc
+        with self._lock:
+            if self.queued >= self.max_queued:
+                raise AnswerBusy(
+                    f"the service is computing {self.queued} answers already; try again shortly"
+                )
+            self.queued += 1
+            try:
+                pool = self._pool()
+                try:
+                    future = (
+                        pool.submit(_compute_in_worker, compute)
+                        if self.processes
+                        else pool.submit(self._compute_here, compute)
+                    )
+                except BrokenProcessPool:
+                    # A worker died since the last answer: a new pool for this one.
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._executor = None
+                    future = self._pool().submit(_compute_in_worker, compute)
+            except BaseException:
+                self.queued -= 1
+                raise
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[bytes]) -> None:
+        with self._lock:
+            self.queued -= 1
+            if (
+                not future.cancelled()
+                and isinstance(future.exception(), BrokenProcessPool)
+                and self._executor is not None
+            ):
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
 
 
 @dataclass
@@ -43,40 +189,6 @@ class _Flight:
 
     future: Future[bytes]
     waiters: int = 0
-    started: threading.Event = field(default_factory=threading.Event)
-
-
-class AnswerPool:
-    """A bounded thread pool with a queue limit: ``max_queued`` computations at most."""
-
-    def __init__(self, name: str, workers: int, max_queued: int) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self.max_queued = max_queued
-        self.queued = 0
-        self._lock = threading.Lock()
-
-    def submit(self, run: Callable[[], bytes], started: threading.Event) -> Future[bytes]:
-        with self._lock:
-            if self.queued >= self.max_queued:
-                raise AnswerBusy(
-                    f"the service is computing {self.queued} answers already; try again shortly"
-                )
-            self.queued += 1
-
-        def job() -> bytes:
-            started.set()
-            return run()
-
-        future = self.executor.submit(job)
-        future.add_done_callback(self._done)
-        return future
-
-    def _done(self, _future: Future[bytes]) -> None:
-        with self._lock:
-            self.queued -= 1
-
-    def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class ResponseCache:
@@ -89,7 +201,10 @@ class ResponseCache:
         workers: int = 4,
         heavy_workers: int = 2,
         deadline: float = 30.0,
+        heavy_processes: bool | None = None,
     ) -> None:
+        """``heavy_processes``: heavy answers in worker processes (default: unless the database
+        is in memory, which a worker could not open)."""
         self.db = db
         self.version_ttl = version_ttl
         self.max_entries = max_entries
@@ -98,14 +213,20 @@ class ResponseCache:
         self.deadline = deadline
         self._size = 0
         self._entries: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
-        self._lock = threading.Lock()
+        # Re-entrant: a computation that is already done runs its callback (which takes the
+        # lock) in the thread that submitted it, with the lock held.
+        self._lock = threading.RLock()
         self._version = -1
         self._checked_at = -float("inf")
         self._version_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsr-version")
         self._version_read: tuple[asyncio.AbstractEventLoop, asyncio.Future[int]] | None = None
+        if heavy_processes is None:
+            heavy_processes = not in_memory(db.url)
         self._pools = {
-            False: AnswerPool("nsr-answer", workers, max_queued=16 * workers),
-            True: AnswerPool("nsr-heavy", heavy_workers, max_queued=4 * heavy_workers),
+            False: AnswerPool("nsr-answer", db, workers, 16 * workers, processes=False),
+            True: AnswerPool(
+                "nsr-heavy", db, heavy_workers, 4 * heavy_workers, processes=heavy_processes
+            ),
         }
         self._flights: dict[tuple[Hashable, int], _Flight] = {}
 
@@ -114,7 +235,7 @@ class ResponseCache:
         self._checked_at = -float("inf")
 
     def close(self) -> None:
-        self._version_reader.shutdown(wait=False, cancel_futures=True)
+        """Stop the workers (the app's lifespan ends); a later request starts new ones."""
         for pool in self._pools.values():
             pool.shutdown()
 
@@ -146,7 +267,7 @@ class ResponseCache:
     async def json(
         self, key: Hashable, compute: Callable[[Session], BaseModel], *, heavy: bool = False
     ) -> Response:
-        body = await self.bytes(key, lambda s: compute(s).model_dump_json().encode(), heavy=heavy)
+        body = await self.bytes(key, JsonBytes(compute), heavy=heavy)
         return Response(body, media_type="application/json")
 
     async def bytes(
@@ -172,36 +293,33 @@ class ResponseCache:
                 f"this answer takes over {self.deadline:g} s; it is still being computed and "
                 "will be cached: ask again shortly"
             ) from None
+        except BrokenProcessPool:
+            raise AnswerBusy(
+                "the worker computing this answer stopped (killed or out of memory); ask again"
+            ) from None
         finally:
             with self._lock:
                 flight.waiters -= 1
-                if flight.waiters == 0 and not flight.started.is_set() and flight.future.cancel():
+                # cancel() fails once the computation runs: then it ends on its own, and at
+                # most ``workers`` of them run at once.
+                if flight.waiters == 0 and flight.future.cancel():
                     # Nobody waits for it any more (timed out, or the client went away).
                     self._flights.pop((key, version), None)
 
-    def _start(
-        self, key: Hashable, version: int, compute: Callable[[Session], bytes], heavy: bool
-    ) -> _Flight:
-        """A new computation of ``key`` (called with the lock held). The worker stores its own
-        result, so nothing that needs the lock runs in the thread that holds it."""
-
-        def run() -> bytes:
-            try:
-                with self.db.session_scope(snapshot=True) as s:
-                    body = compute(s)
-            except BaseException:
-                with self._lock:
-                    self._flights.pop((key, version), None)
-                raise
-            with self._lock:
-                self._flights.pop((key, version), None)
-                self._put(key, version, body)
-            return body
-
-        started = threading.Event()
-        flight = _Flight(self._pools[heavy].submit(run, started), started=started)
+    def _start(self, key: Hashable, version: int, compute: Compute, heavy: bool) -> _Flight:
+        """A new computation of ``key`` (called with the lock held); its result is stored by a
+        callback when it lands."""
+        future = self._pools[heavy].submit(compute)
+        flight = _Flight(future)
         self._flights[(key, version)] = flight
+        future.add_done_callback(lambda f: self._landed(key, version, f))
         return flight
+
+    def _landed(self, key: Hashable, version: int, future: Future[bytes]) -> None:
+        with self._lock:
+            self._flights.pop((key, version), None)
+            if not future.cancelled() and future.exception() is None:
+                self._put(key, version, future.result())
 
     def _put(self, key: Hashable, version: int, body: bytes) -> None:
         old = self._entries.pop(key, None)

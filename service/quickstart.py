@@ -262,9 +262,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     nni_port = free_port_from("127.0.0.1", args.nni_port)
     started = time.monotonic()
     exp_id = create_experiment(args.config, nni_port, bind=settings.nni_bind)
-    print(
-        f"NNI experiment {exp_id} started; its own UI: http://127.0.0.1:{nni_port}/", flush=True
-    )
+    print(f"NNI experiment {exp_id} started; its own UI: http://127.0.0.1:{nni_port}/", flush=True)
     status = follow(exp_id, nni_port, int(config.get("maxTrialNumber", 0)), args.timeout)
     print(f"search {status.lower()} in {time.monotonic() - started:.0f} s", flush=True)
     report = http_json(f"{base}/api/sync", method="POST", timeout=120, token=token)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
+from sqlalchemy.orm import Session
+
+from analysis.report import paper_report
 from service.csv_cells import neutralise
 from service.wording import interval, mean_std, p_value
 from storage.schemas import PaperReport, ReportCell, ReportGroup
@@ -74,7 +77,32 @@ def to_csv(report: PaperReport) -> str:
         for table, cells in (("main", g.table1), ("layers", g.by_layers),
                              ("regularizers", g.by_regularizer)):  # fmt: skip
             for c in cells:
-                row = [g.model, g.dataset, g.budget, table, c.label, c.layers, c.family, c.mean,
-                       c.std, c.n, c.confirmed, c.ci_low, c.ci_high, c.p_welch, c.paper]
+                row = [
+                    g.model,
+                    g.dataset,
+                    g.budget,
+                    table,
+                    c.label,
+                    c.layers,
+                    c.family,
+                    c.mean,
+                    c.std,
+                    c.n,
+                    c.confirmed,
+                    c.ci_low,
+                    c.ci_high,
+                    c.p_welch,
+                    c.paper,
+                ]
                 writer.writerow([neutralise(cell) for cell in row])
     return out.getvalue()
+
+
+def report_markdown(session: Session) -> bytes:
+    """The whole report as Markdown bytes (module level: a heavy answer computed in a worker
+    process, service.cache)."""
+    return to_markdown(paper_report(session)).encode()
+
+
+def report_csv(session: Session) -> bytes:
+    return to_csv(paper_report(session)).encode()

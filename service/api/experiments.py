@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -83,7 +84,7 @@ async def experiment_points(cache: CacheDep, nni_id: NniId, where: TrialSelectio
     """The experiment's trials as columns in completion order, with the λ that took effect and
     the per-epoch curves: what the experiment page plots (and reloads while NNI runs)."""
     sel = replace(where, experiments=(nni_id,))
-    return await cache.json(("points", sel), lambda s: queries.trial_points(s, sel), heavy=True)
+    return await cache.json(("points", sel), partial(queries.trial_points, sel=sel), heavy=True)
 
 
 @router.get("/{nni_id}/importance", response_model=schemas.Importance)
@@ -94,6 +95,5 @@ async def experiment_importance(
     in-memory study of them: all trials, then each regularized layer subset. A λ counts only
     in the trials that regularized its layer."""
     sel = replace(where, experiments=(nni_id,))
-    return await cache.json(
-        ("importance", sel, method), lambda s: importance.importance(s, sel, method), heavy=True
-    )
+    compute = partial(importance.importance, sel=sel, method=method)
+    return await cache.json(("importance", sel, method), compute, heavy=True)

@@ -79,7 +79,11 @@ async def import_experiment(request: Request, db: DbDep, settings: SettingsDep) 
         try:
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
-                request.app.state.importer, import_nni_sqlite, db, path, settings.import_seconds,
+                request.app.state.importer,
+                import_nni_sqlite,
+                db,
+                path,
+                settings.import_seconds,
                 settings.max_import_trials,
             )
         finally:

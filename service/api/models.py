@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -65,9 +66,7 @@ async def best_config(cache: CacheDep, group: GroupDep) -> Response:
 @router.get("/{model}/{dataset}/best-lambda", response_model=BestLambdas)
 async def best_lambda(cache: CacheDep, group: GroupDep) -> Response:
     """Per layer, the λ of the best single-layer NSR search trial on it."""
-    return await cache.json(
-        ("best-lambda", group), lambda s: best.best_lambda_per_layer(s, group)
-    )
+    return await cache.json(("best-lambda", group), lambda s: best.best_lambda_per_layer(s, group))
 
 
 @router.get("/{model}/{dataset}/recommendation", response_model=LayerRecommendation)
@@ -156,9 +155,12 @@ async def model_importance(
     """Hyperparameter importance over every experiment of (model, data set), filtered like the
     experiment's (``budget`` keeps results comparable)."""
     sel = replace(where, model=model, dataset=dataset)
-
-    def compute(s: Session) -> Importance:
-        queries.require_model_dataset(s, model, dataset)
-        return importance.importance(s, sel, method)
-
+    compute = partial(_model_importance, sel=sel, method=method)
     return await cache.json(("importance", sel, method), compute, heavy=True)
+
+
+def _model_importance(session: Session, sel: queries.TrialSelection, method: str) -> Importance:
+    # Module level: it runs in a worker process (service.cache), so it must pickle.
+    assert sel.model is not None and sel.dataset is not None
+    queries.require_model_dataset(session, sel.model, sel.dataset)
+    return importance.importance(session, sel, method)  # type: ignore[arg-type]

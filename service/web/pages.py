@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import math
 import urllib.parse
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from analysis.best import best_config, best_lambda_per_layer, layer_recommendati
 from analysis.report import paper_report
 from analysis.verdict import compare
 from service.api.params import GroupDep
+from service.cache import JsonBytes
 from service.deps import CacheDep, DbDep, SessionDep, SettingsDep
 from service.report import cell_text
 from service.settings import Settings
@@ -138,9 +140,7 @@ async def experiment_page(
     # The same cache entry as GET /api/experiments/{id}/points, which the page polls.
     sel = queries.TrialSelection(experiments=(nni_id,))
     points = await cache.bytes(
-        ("points", sel),
-        lambda s: queries.trial_points(s, sel).model_dump_json().encode(),
-        heavy=True,
+        ("points", sel), JsonBytes(partial(queries.trial_points, sel=sel)), heavy=True
     )
     ctx = {
         "exp": exp,
@@ -221,8 +221,6 @@ def model_page(
 @router.get("/report", response_class=HTMLResponse)
 async def report_page(request: Request, cache: CacheDep) -> HTMLResponse:
     # The same cached computation as GET /api/report.
-    body = await cache.bytes(
-        ("report",), lambda s: paper_report(s).model_dump_json().encode()
-    )
+    body = await cache.bytes(("report",), JsonBytes(paper_report), heavy=True)
     report = PaperReport.model_validate_json(body)
     return templates.TemplateResponse(request, "report.html", {"report": report})

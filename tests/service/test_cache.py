@@ -1,9 +1,16 @@
 """The answer cache: one computation per (answer, data version) however many ask at once, a
-deadline instead of a hung request, and no deadlock when a computation ends at once."""
+deadline instead of a hung request, no deadlock when a computation ends at once, and heavy
+answers in lower-priority worker processes that survive a dead worker.
+
+The sharing and deadline cases use thread workers (``heavy_processes=False``) so that a test can
+hold a computation with an Event; the process cases use module-level functions, which pickle."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -11,6 +18,8 @@ import pytest
 
 from service.cache import AnswerBusy, ResponseCache
 from storage.db import Database
+from storage.errors import NotFound
+from storage.queries import data_version
 
 
 @pytest.fixture
@@ -22,7 +31,7 @@ def db(tmp_path: Path):
 
 
 def test_identical_concurrent_requests_share_one_computation(db: Database) -> None:
-    cache = ResponseCache(db)
+    cache = ResponseCache(db, heavy_processes=False)
     runs = []
     release = threading.Event()
 
@@ -59,7 +68,7 @@ def test_an_instant_computation_does_not_deadlock(db: Database) -> None:
 def test_past_the_deadline_the_request_gets_answer_busy_and_the_answer_is_cached(
     db: Database,
 ) -> None:
-    cache = ResponseCache(db, deadline=0.2, heavy_workers=1)
+    cache = ResponseCache(db, deadline=0.2, heavy_workers=1, heavy_processes=False)
     release = threading.Event()
 
     def slow(_session: object) -> bytes:
@@ -85,7 +94,7 @@ def test_past_the_deadline_the_request_gets_answer_busy_and_the_answer_is_cached
 
 
 def test_a_queued_computation_nobody_waits_for_is_cancelled(db: Database) -> None:
-    cache = ResponseCache(db, deadline=0.2, heavy_workers=1)
+    cache = ResponseCache(db, deadline=0.2, heavy_workers=1, heavy_processes=False)
     release = threading.Event()
     ran = []
 
@@ -109,3 +118,59 @@ def test_a_queued_computation_nobody_waits_for_is_cancelled(db: Database) -> Non
     asyncio.run(scenario())
     cache.close()
     assert ran == []
+
+
+def whoami(session: object) -> bytes:
+    """Where a heavy answer ran, and what it read of the database."""
+    return json.dumps(
+        {"pid": os.getpid(), "nice": os.nice(0), "version": data_version(session)}  # type: ignore[arg-type]
+    ).encode()
+
+
+def die(_session: object) -> bytes:
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def missing(_session: object) -> bytes:
+    raise NotFound("model 'nope' has no trials")
+
+
+def test_heavy_answers_run_in_a_worker_process_of_lower_priority(db: Database) -> None:
+    cache = ResponseCache(db)
+    try:
+        ran = json.loads(asyncio.run(cache.bytes("who", whoami, heavy=True)))
+        assert ran["pid"] != os.getpid()
+        assert ran["nice"] > os.nice(0) or os.nice(0) == 19
+        with db.session_scope() as s:
+            assert ran["version"] == data_version(s)  # the worker opened the same database
+        cheap = json.loads(asyncio.run(cache.bytes("who-cheap", whoami)))
+        assert cheap["pid"] == os.getpid()  # cheap answers stay on this process's threads
+    finally:
+        cache.close()
+
+
+def test_a_heavy_answer_must_pickle(db: Database) -> None:
+    cache = ResponseCache(db)
+    with pytest.raises(TypeError, match="picklable"):
+        asyncio.run(cache.bytes("local", lambda _s: b"x", heavy=True))
+
+
+def test_a_typed_error_in_a_worker_reaches_the_request(db: Database) -> None:
+    cache = ResponseCache(db)
+    try:
+        with pytest.raises(NotFound, match="nope"):
+            asyncio.run(cache.bytes("missing", missing, heavy=True))
+    finally:
+        cache.close()
+
+
+def test_a_dead_worker_fails_its_answer_and_the_next_one_gets_a_new_pool(db: Database) -> None:
+    cache = ResponseCache(db, heavy_workers=1)
+    try:
+        with pytest.raises(AnswerBusy, match="stopped"):
+            asyncio.run(cache.bytes("die", die, heavy=True))
+        ran = json.loads(asyncio.run(cache.bytes("who", whoami, heavy=True)))
+        assert ran["pid"] != os.getpid()
+    finally:
+        cache.close()

@@ -11,6 +11,7 @@ from synthetic_nni import make_nni_dir
 
 from analysis import importance
 from service.app import create_app
+from service.cache import ResponseCache
 from service.settings import Settings
 
 
@@ -113,6 +114,8 @@ def test_importance_filters_and_errors(api, monkeypatch):
     assert bad.json()["detail"] == "min_error=9.0 is above max_error=1.0: the range is empty"
     assert api.get("/api/experiments/nope/importance").status_code == 404
     assert api.get("/api/experiments/drive/importance", params={"layers": "3;4"}).status_code == 422
+    # A patched constant reaches thread workers only: this app's heavy answers use threads.
+    api.app.state.cache = ResponseCache(api.app.state.db, heavy_processes=False)
     monkeypatch.setattr(importance, "MAX_FANOVA_TRIALS", 50)
     slow = api.get("/api/experiments/drive/importance", params={"method": "fanova"})
     assert slow.status_code == 422 and "at most 50" in slow.json()["detail"]
