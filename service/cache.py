@@ -265,15 +265,31 @@ class ResponseCache:
             self._checked_at = started
 
     async def json(
-        self, key: Hashable, compute: Callable[[Session], BaseModel], *, heavy: bool = False
+        self,
+        key: Hashable,
+        compute: Callable[[Session], BaseModel],
+        *,
+        heavy: bool = False,
+        keep: bool = False,
     ) -> Response:
-        body = await self.bytes(key, JsonBytes(compute), heavy=heavy)
+        body = await self.bytes(key, JsonBytes(compute), heavy=heavy, keep=keep)
         return Response(body, media_type="application/json")
 
     async def bytes(
-        self, key: Hashable, compute: Callable[[Session], bytes], *, heavy: bool = False
+        self,
+        key: Hashable,
+        compute: Callable[[Session], bytes],
+        *,
+        heavy: bool = False,
+        keep: bool = False,
     ) -> bytes:
-        """``compute``'s bytes for ``key``, computed at most once per data version."""
+        """``compute``'s bytes for ``key``, computed at most once per data version.
+
+        ``keep``: an answer of a small, fixed key set that every reader asks for (the report,
+        an experiment's plot columns) is computed to the end even when its requesters gave up,
+        so it lands in the cache; otherwise clients with short timeouts would cancel it again
+        and again behind a busy pool. Open-ended answers (a filter per request) are cancelled
+        when nobody waits for them."""
         version = await self._current_version()
         with self._lock:
             hit = self._entries.get(key)
@@ -302,7 +318,7 @@ class ResponseCache:
                 flight.waiters -= 1
                 # cancel() fails once the computation runs: then it ends on its own, and at
                 # most ``workers`` of them run at once.
-                if flight.waiters == 0 and flight.future.cancel():
+                if flight.waiters == 0 and not keep and flight.future.cancel():
                     # Nobody waits for it any more (timed out, or the client went away).
                     self._flights.pop((key, version), None)
 

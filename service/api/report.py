@@ -18,18 +18,20 @@ router = APIRouter(prefix="/report", tags=["report"])
 async def report(cache: CacheDep) -> Response:
     """Per model family: vanilla vs NSR, per layer subset and per regularizer, each cell the test
     error mean ± std over n (confirmation runs where they exist), the paper's figure beside."""
-    return await cache.json(("report",), paper_report, heavy=True)
+    return await cache.json(("report",), paper_report, heavy=True, keep=True)
 
 
 @router.get("/markdown", response_class=Response)
 async def report_markdown(cache: CacheDep) -> Response:
-    body = await cache.bytes(("report", "markdown"), rendered.report_markdown, heavy=True)
+    body = await cache.bytes(
+        ("report", "markdown"), rendered.report_markdown, heavy=True, keep=True
+    )
     return Response(body, media_type="text/markdown")
 
 
 @router.get("/csv", response_class=Response)
 async def report_csv(cache: CacheDep) -> Response:
-    body = await cache.bytes(("report", "csv"), rendered.report_csv, heavy=True)
+    body = await cache.bytes(("report", "csv"), rendered.report_csv, heavy=True, keep=True)
     return Response(
         body,
         media_type="text/csv",

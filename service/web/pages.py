@@ -140,7 +140,7 @@ async def experiment_page(
     # The same cache entry as GET /api/experiments/{id}/points, which the page polls.
     sel = queries.TrialSelection(experiments=(nni_id,))
     points = await cache.bytes(
-        ("points", sel), JsonBytes(partial(queries.trial_points, sel=sel)), heavy=True
+        ("points", sel), JsonBytes(partial(queries.trial_points, sel=sel)), heavy=True, keep=True
     )
     ctx = {
         "exp": exp,
@@ -221,6 +221,6 @@ def model_page(
 @router.get("/report", response_class=HTMLResponse)
 async def report_page(request: Request, cache: CacheDep) -> HTMLResponse:
     # The same cached computation as GET /api/report.
-    body = await cache.bytes(("report",), JsonBytes(paper_report), heavy=True)
+    body = await cache.bytes(("report",), JsonBytes(paper_report), heavy=True, keep=True)
     report = PaperReport.model_validate_json(body)
     return templates.TemplateResponse(request, "report.html", {"report": report})

@@ -174,3 +174,31 @@ def test_a_dead_worker_fails_its_answer_and_the_next_one_gets_a_new_pool(db: Dat
         assert ran["pid"] != os.getpid()
     finally:
         cache.close()
+
+
+def test_a_kept_answer_is_computed_even_when_its_requesters_gave_up(db: Database) -> None:
+    # The report: readers with short timeouts must not cancel it again and again.
+    cache = ResponseCache(db, deadline=0.2, heavy_workers=1, heavy_processes=False)
+    release = threading.Event()
+
+    def blocker(_session: object) -> bytes:
+        release.wait(10)
+        return b"b"
+
+    async def scenario() -> bytes:
+        busy = asyncio.create_task(cache.bytes("blocker", blocker, heavy=True))
+        await asyncio.sleep(0.05)
+        with pytest.raises(AnswerBusy):
+            await cache.bytes("report", lambda _s: b"report", heavy=True, keep=True)
+        release.set()
+        with pytest.raises(AnswerBusy):
+            await busy
+        for _ in range(100):
+            try:
+                return await cache.bytes("report", lambda _s: b"again", heavy=True, keep=True)
+            except AnswerBusy:
+                await asyncio.sleep(0.05)
+        raise AssertionError("never cached")
+
+    assert asyncio.run(scenario()) == b"report"  # the first, kept computation, not a new one
+    cache.close()
