@@ -121,6 +121,4 @@ def in_range(response: LambdaResponse, lambdas: dict[int, float]) -> bool:
     confirmation candidates inside one range are one candidate)."""
     if not response.fitted:
         return False
-    return all(
-        k in lambdas and lo <= lambdas[k] <= hi for k, (lo, hi) in response.range.items()
-    )
+    return all(k in lambdas and lo <= lambdas[k] <= hi for k, (lo, hi) in response.range.items())

@@ -29,14 +29,17 @@ def test_recommended_lambda_is_near_the_true_optimum_and_the_range_holds_it() ->
         assert in_range(fit, {4: 1.0}) and not in_range(fit, {4: 100.0})
         assert fit.noise_sd is not None and 0.2 < fit.noise_sd < 1.0
         assert len(fit.mean) == len(fit.grid[4]) == len(fit.band_low)
-        assert all(a <= m <= b for a, m, b in zip(fit.band_low, fit.mean, fit.band_high))
+        assert all(
+            a <= m <= b for a, m, b in zip(fit.band_low, fit.mean, fit.band_high, strict=True)
+        )
 
 
 def test_two_layers_fit_on_a_grid() -> None:
     rng = random.Random(1)
     lams = [[10 ** rng.uniform(-2, 2), 10 ** rng.uniform(-2, 2)] for _ in range(80)]
-    errs = [20 + math.log10(a) ** 2 + 0.5 * math.log10(b / 10) ** 2 + rng.gauss(0, 0.3)
-            for a, b in lams]
+    errs = [
+        20 + math.log10(a) ** 2 + 0.5 * math.log10(b / 10) ** 2 + rng.gauss(0, 0.3) for a, b in lams
+    ]
     fit = fit_lambda_response([3, 4], lams, errs)
     assert fit.fitted
     assert len(fit.mean) == len(fit.grid[3]) * len(fit.grid[4])
