@@ -21,6 +21,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from storage.db import Session
+from storage.queries import Group, TrialSelection, list_scored_trials, resolve_budget
+
 MIN_TRIALS = 6  # per regularized layer: fewer than that fits the noise, not a curve
 GRID_1D = 101
 GRID_2D = 41
@@ -122,3 +125,36 @@ def in_range(response: LambdaResponse, lambdas: dict[int, float]) -> bool:
     if not response.fitted:
         return False
     return all(k in lambdas and lo <= lambdas[k] <= hi for k, (lo, hi) in response.range.items())
+
+
+def group_lambda_responses(session: Session, group: Group) -> list[LambdaResponse]:
+    """The fitted λ-response of every NSR layer subset of one or two layers in the group's
+    budget, over its finished (SUCCEEDED) trials with a validation error; fewest layers first."""
+    budget = resolve_budget(session, group).budget
+    sel = TrialSelection(model=group.model, dataset=group.dataset, budgets=(budget,),
+                         families=("nsr",), statuses=("SUCCEEDED",))  # fmt: skip
+    by_subset: dict[tuple[int, ...], tuple[list[list[float]], list[float]]] = {}
+    for t in list_scored_trials(session, sel):
+        key = tuple(sorted(t.strengths.lambdas))
+        if key and len(key) <= 2:
+            lams, errs = by_subset.setdefault(key, ([], []))
+            lams.append([t.strengths.lambdas[k] for k in key])
+            errs.append(t.val_error)
+    return [
+        fit_lambda_response(key, *by_subset[key])
+        for key in sorted(by_subset, key=lambda k: (len(k), k))
+    ]
+
+
+def group_lambda_responses_json(session: Session, group: Group) -> bytes:
+    """The same as JSON bytes (a module-level function of plain arguments: the cache may run it
+    in another process)."""
+    import orjson
+
+    return orjson.dumps(
+        {"model": group.model, "dataset": group.dataset,
+         "budget": resolve_budget(session, group).budget,
+         "min_trials_per_layer": MIN_TRIALS,
+         "responses": group_lambda_responses(session, group)},
+        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+    )  # fmt: skip
