@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from analysis import best, importance, verdict
 from analysis.confirmation import MAX_SEEDS, MAX_TOP_K, confirmation_plan
+from analysis.lambda_response import group_lambda_responses_json
 from analysis.warm_start import warm_start
 from service.api.params import (
     DatasetP,
@@ -67,6 +68,17 @@ async def best_config(cache: CacheDep, group: GroupDep) -> Response:
 async def best_lambda(cache: CacheDep, group: GroupDep) -> Response:
     """Per layer, the λ of the best single-layer NSR search trial on it."""
     return await cache.json(("best-lambda", group), lambda s: best.best_lambda_per_layer(s, group))
+
+
+@router.get("/{model}/{dataset}/lambda-response")
+async def lambda_response(cache: CacheDep, group: GroupDep) -> Response:
+    """Per NSR layer subset (one or two layers), validation error fitted on log10 λ (a Gaussian
+    process with a noise term): the recommended λ, the near-optimal range, the noise and the
+    fitted curve with its band (a grid for two layers); below the minimum of trials, why not."""
+    # A picklable partial of a module-level function: heavy answers run in a worker process.
+    compute = partial(group_lambda_responses_json, group=group)
+    body = await cache.bytes(("lambda-response", group), compute, heavy=True)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{model}/{dataset}/recommendation", response_model=LayerRecommendation)
