@@ -17,16 +17,20 @@ Misses are computed on bounded pools, never on the server's request threads:
   first. A heavy computation is therefore a picklable callable (a module-level function, or a
   ``functools.partial`` of one with plain arguments); each worker opens the database itself.
   An in-memory SQLite database exists in this process only: its heavy answers use threads.
-Identical concurrent requests share one computation. A request waits at most ``deadline``
-seconds (then a 503 that says the answer is still being computed and will be cached); a
-computation nobody waits for any more is cancelled if it has not started, and at most
-``workers`` run at once otherwise. A worker that dies (killed, out of memory) fails its answers
-with a 503 and the pool is rebuilt for the next request.
+Identical concurrent requests share one computation, and so do requests at a newer data version
+while that computation has not started: it reads the database when it starts, and returns the
+version it read (one snapshot for both), which labels the cached answer. So however often
+syncs bump the version, one answer has at most one computation waiting to start. A request
+waits at most ``deadline`` seconds (then a 503 that says the answer is still being computed and
+will be cached); a computation nobody waits for any more is cancelled if it has not started,
+and at most ``workers`` run at once otherwise. A worker that dies (killed, out of memory) fails
+its answers with a 503 and the pool is rebuilt for the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import multiprocessing
 import os
 import pickle
@@ -47,6 +51,7 @@ from storage.db import Database
 from storage.queries import data_version
 
 Compute = Callable[[Session], bytes]
+Versioned = tuple[int, bytes]  # an answer and the data version it was read at
 
 
 class AnswerBusy(Exception):
@@ -57,28 +62,40 @@ class AnswerBusy(Exception):
 _worker_db: Database | None = None
 # A worker runs this many answers, then is replaced: memory a computation leaves behind
 # (allocator fragmentation, caches of the libraries) is returned to the system.
-TASKS_PER_WORKER = 64
+TASKS_PER_WORKER = 128
 # Positive: the scheduler serves the server's own process first.
 WORKER_NICENESS = 10
+# What the heavy answers import, loaded before the worker lowers its priority: at nice +10 on a
+# machine busy with trials, these imports took seconds while the answers queued behind them.
+WORKER_PRELOAD = ("storage.queries", "analysis.report", "analysis.importance", "service.report")
 
 
 def _worker_start(url: str) -> None:
-    """Initializer of each worker process: lower priority, one BLAS thread, its own engine."""
+    """Initializer of each worker process: its imports and engine, one BLAS thread, then a lower
+    priority."""
     global _worker_db
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+    for name in WORKER_PRELOAD:
+        importlib.import_module(name)
+    _worker_db = Database(url)
     try:
         os.nice(WORKER_NICENESS)
     except OSError:  # not permitted here: same priority, still off the server's GIL
         pass
-    _worker_db = Database(url)
 
 
-def _compute_in_worker(compute: Compute) -> bytes:
+def compute_with(db: Database, compute: Compute) -> Versioned:
+    """``compute``'s bytes and the data version they were read at, from one snapshot."""
+    with db.session_scope(snapshot=True) as s:
+        version = data_version(s)
+        return version, compute(s)
+
+
+def _compute_in_worker(compute: Compute) -> Versioned:
     assert _worker_db is not None, "worker started without _worker_start"
-    with _worker_db.session_scope(snapshot=True) as s:
-        return compute(s)
+    return compute_with(_worker_db, compute)
 
 
 @dataclass(frozen=True)
@@ -128,11 +145,18 @@ class AnswerPool:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
         return self._executor
 
-    def _compute_here(self, compute: Compute) -> bytes:
-        with self.db.session_scope(snapshot=True) as s:
-            return compute(s)
+    def _submit(self, compute: Compute) -> Future[Versioned]:
+        if self.processes:
+            return self._pool().submit(_compute_in_worker, compute)
+        return self._pool().submit(compute_with, self.db, compute)
 
-    def submit(self, compute: Compute) -> Future[bytes]:
+    def _discard(self) -> None:
+        """Drop a broken process pool (a worker died): the next submit starts a new one."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def submit(self, compute: Compute) -> Future[Versioned]:
         if self.processes:
             try:
                 pickle.dumps(compute)
@@ -147,48 +171,41 @@ class AnswerPool:
                 )
             self.queued += 1
             try:
-                pool = self._pool()
                 try:
-                    future = (
-                        pool.submit(_compute_in_worker, compute)
-                        if self.processes
-                        else pool.submit(self._compute_here, compute)
-                    )
+                    future = self._submit(compute)
                 except BrokenProcessPool:
                     # A worker died since the last answer: a new pool for this one.
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    self._executor = None
-                    future = self._pool().submit(_compute_in_worker, compute)
+                    self._discard()
+                    future = self._submit(compute)
             except BaseException:
                 self.queued -= 1
                 raise
         future.add_done_callback(self._done)
         return future
 
-    def _done(self, future: Future[bytes]) -> None:
+    def _done(self, future: Future[Versioned]) -> None:
         with self._lock:
             self.queued -= 1
-            if (
-                not future.cancelled()
-                and isinstance(future.exception(), BrokenProcessPool)
-                and self._executor is not None
-            ):
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+            if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
+                self._discard()
 
     def shutdown(self) -> None:
         with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+            self._discard()
 
 
 @dataclass
 class _Flight:
     """One computation in progress, shared by every request that asks for the same answer."""
 
-    future: Future[bytes]
+    future: Future[Versioned]
+    version: int  # the data version known when it was submitted
     waiters: int = 0
+
+    def serves(self, version: int) -> bool:
+        """Whether its answer is at ``version`` or newer: it was asked at that version, or it has
+        not started, so it will read the database as it is by then."""
+        return self.version >= version or not self.future.running()
 
 
 class ResponseCache:
@@ -228,7 +245,7 @@ class ResponseCache:
                 "nsr-heavy", db, heavy_workers, 4 * heavy_workers, processes=heavy_processes
             ),
         }
-        self._flights: dict[tuple[Hashable, int], _Flight] = {}
+        self._flights: dict[Hashable, _Flight] = {}  # the newest computation of each key
 
     def invalidate(self) -> None:
         """Re-read the data version on the next request (our own sync changed data)."""
@@ -293,17 +310,18 @@ class ResponseCache:
         version = await self._current_version()
         with self._lock:
             hit = self._entries.get(key)
-            if hit is not None and hit[0] == version:
+            if hit is not None and hit[0] >= version:
                 self._entries.move_to_end(key)
                 return hit[1]
-            flight = self._flights.get((key, version))
-            if flight is None:
+            flight = self._flights.get(key)
+            if flight is None or not flight.serves(version):
                 flight = self._start(key, version, compute, heavy)
             flight.waiters += 1
         try:
-            return await asyncio.wait_for(
+            _, body = await asyncio.wait_for(
                 asyncio.shield(asyncio.wrap_future(flight.future)), self.deadline
             )
+            return body
         except TimeoutError:
             raise AnswerBusy(
                 f"this answer takes over {self.deadline:g} s; it is still being computed and "
@@ -320,24 +338,31 @@ class ResponseCache:
                 # most ``workers`` of them run at once.
                 if flight.waiters == 0 and not keep and flight.future.cancel():
                     # Nobody waits for it any more (timed out, or the client went away).
-                    self._flights.pop((key, version), None)
+                    self._forget(key, flight)
 
     def _start(self, key: Hashable, version: int, compute: Compute, heavy: bool) -> _Flight:
         """A new computation of ``key`` (called with the lock held); its result is stored by a
-        callback when it lands."""
-        future = self._pools[heavy].submit(compute)
-        flight = _Flight(future)
-        self._flights[(key, version)] = flight
-        future.add_done_callback(lambda f: self._landed(key, version, f))
+        callback when it lands. An older one still running ends on its own."""
+        flight = _Flight(self._pools[heavy].submit(compute), version)
+        self._flights[key] = flight
+        flight.future.add_done_callback(lambda f: self._landed(key, flight))
         return flight
 
-    def _landed(self, key: Hashable, version: int, future: Future[bytes]) -> None:
+    def _forget(self, key: Hashable, flight: _Flight) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+    def _landed(self, key: Hashable, flight: _Flight) -> None:
         with self._lock:
-            self._flights.pop((key, version), None)
+            self._forget(key, flight)
+            future = flight.future
             if not future.cancelled() and future.exception() is None:
-                self._put(key, version, future.result())
+                self._put(key, *future.result())
 
     def _put(self, key: Hashable, version: int, body: bytes) -> None:
+        current = self._entries.get(key)
+        if current is not None and current[0] > version:
+            return  # an older computation that ended after a newer one
         old = self._entries.pop(key, None)
         if old is not None:
             self._size -= len(old[1])

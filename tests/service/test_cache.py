@@ -15,10 +15,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from service.cache import AnswerBusy, ResponseCache
 from storage.db import Database
 from storage.errors import NotFound
+from storage.models import DataVersion
 from storage.queries import data_version
 
 
@@ -93,14 +95,21 @@ def test_past_the_deadline_the_request_gets_answer_busy_and_the_answer_is_cached
     assert asyncio.run(again()) == b"late"
 
 
+class Blocker:
+    """A computation that holds the one heavy thread until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def __call__(self, _session: object) -> bytes:
+        self.release.wait(10)
+        return b"b"
+
+
 def test_a_queued_computation_nobody_waits_for_is_cancelled(db: Database) -> None:
     cache = ResponseCache(db, deadline=0.2, heavy_workers=1, heavy_processes=False)
-    release = threading.Event()
+    blocker = Blocker()
     ran = []
-
-    def blocker(_session: object) -> bytes:
-        release.wait(10)
-        return b"b"
 
     def queued(_session: object) -> bytes:
         ran.append(1)
@@ -111,7 +120,7 @@ def test_a_queued_computation_nobody_waits_for_is_cancelled(db: Database) -> Non
         await asyncio.sleep(0.05)
         with pytest.raises(AnswerBusy):
             await cache.bytes("queued", queued, heavy=True)  # waits behind the blocker, gives up
-        release.set()
+        blocker.release.set()
         with pytest.raises(AnswerBusy):
             await busy
 
@@ -179,18 +188,14 @@ def test_a_dead_worker_fails_its_answer_and_the_next_one_gets_a_new_pool(db: Dat
 def test_a_kept_answer_is_computed_even_when_its_requesters_gave_up(db: Database) -> None:
     # The report: readers with short timeouts must not cancel it again and again.
     cache = ResponseCache(db, deadline=0.2, heavy_workers=1, heavy_processes=False)
-    release = threading.Event()
-
-    def blocker(_session: object) -> bytes:
-        release.wait(10)
-        return b"b"
+    blocker = Blocker()
 
     async def scenario() -> bytes:
         busy = asyncio.create_task(cache.bytes("blocker", blocker, heavy=True))
         await asyncio.sleep(0.05)
         with pytest.raises(AnswerBusy):
             await cache.bytes("report", lambda _s: b"report", heavy=True, keep=True)
-        release.set()
+        blocker.release.set()
         with pytest.raises(AnswerBusy):
             await busy
         for _ in range(100):
@@ -201,4 +206,80 @@ def test_a_kept_answer_is_computed_even_when_its_requesters_gave_up(db: Database
         raise AssertionError("never cached")
 
     assert asyncio.run(scenario()) == b"report"  # the first, kept computation, not a new one
+    cache.close()
+
+
+def bump_version(db: Database) -> None:
+    with db.session_scope() as s:
+        s.execute(update(DataVersion).where(DataVersion.id == 1).values(
+            version=DataVersion.version + 1))  # fmt: skip
+
+
+def test_a_newer_version_joins_a_computation_that_has_not_started(db: Database) -> None:
+    # A sync bumps the version every second while trials run: a page asked at each version must
+    # not queue one computation per version behind a busy pool (the soak test's 503s).
+    cache = ResponseCache(db, deadline=5, heavy_workers=1, heavy_processes=False)
+    blocker = Blocker()
+    runs: list[int] = []
+
+    def answer(session: object) -> bytes:
+        runs.append(1)
+        return str(data_version(session)).encode()  # type: ignore[arg-type]
+
+    async def scenario() -> list[bytes]:
+        busy = asyncio.create_task(cache.bytes("blocker", blocker, heavy=True))
+        await asyncio.sleep(0.05)
+        first = asyncio.create_task(cache.bytes("page", answer, heavy=True))
+        await asyncio.sleep(0.05)
+        bump_version(db)
+        cache.invalidate()
+        second = asyncio.create_task(cache.bytes("page", answer, heavy=True))
+        await asyncio.sleep(0.05)
+        blocker.release.set()
+        await busy
+        return await asyncio.gather(first, second)
+
+    with db.session_scope() as s:
+        start = data_version(s)
+    assert asyncio.run(scenario()) == [str(start + 1).encode()] * 2  # read when it started
+    assert runs == [1]
+    # Labelled with the version it read, so the current version hits it.
+    assert asyncio.run(cache.bytes("page", answer, heavy=True)) == str(start + 1).encode()
+    assert runs == [1]
+    cache.close()
+
+
+def test_a_running_computation_of_an_older_version_does_not_answer_a_newer_one(
+    db: Database,
+) -> None:
+    cache = ResponseCache(db, deadline=5, heavy_workers=2, heavy_processes=False)
+    release = threading.Event()
+    started = threading.Event()
+
+    with db.session_scope() as s:
+        start = data_version(s)
+
+    runs: list[int] = []
+
+    def answer(session: object) -> bytes:
+        version = data_version(session)  # type: ignore[arg-type]
+        runs.append(version)
+        if version == start:  # the older computation ends last
+            started.set()
+            release.wait(10)
+        return str(version).encode()
+
+    async def scenario() -> tuple[bytes, bytes]:
+        old = asyncio.create_task(cache.bytes("page", answer, heavy=True))
+        await asyncio.to_thread(started.wait, 5)  # it has read its snapshot
+        bump_version(db)
+        cache.invalidate()
+        newer = await cache.bytes("page", answer, heavy=True)
+        release.set()
+        return await old, newer
+
+    assert asyncio.run(scenario()) == (str(start).encode(), str(start + 1).encode())
+    # The older computation landed after the newer one: the newer answer stays cached.
+    assert asyncio.run(cache.bytes("page", answer, heavy=True)) == str(start + 1).encode()
+    assert sorted(runs) == [start, start + 1]  # a hit, not a third computation
     cache.close()
