@@ -217,11 +217,15 @@ class ResponseCache:
         max_bytes: int = 256 * 2**20,
         workers: int = 4,
         heavy_workers: int = 2,
+        kept_workers: int = 1,
         deadline: float = 30.0,
         heavy_processes: bool | None = None,
     ) -> None:
         """``heavy_processes``: heavy answers in worker processes (default: unless the database
-        is in memory, which a worker could not open)."""
+        is in memory, which a worker could not open). ``kept_workers``: the lane of the heavy
+        answers every reader asks for (``keep``: the report, an experiment's plot columns), apart
+        from the open-ended ones (a filter per request), so that a flood of distinct importance
+        queries cannot hold the report or an experiment page for minutes."""
         self.db = db
         self.version_ttl = version_ttl
         self.max_entries = max_entries
@@ -240,9 +244,12 @@ class ResponseCache:
         if heavy_processes is None:
             heavy_processes = not in_memory(db.url)
         self._pools = {
-            False: AnswerPool("nsr-answer", db, workers, 16 * workers, processes=False),
-            True: AnswerPool(
+            "cheap": AnswerPool("nsr-answer", db, workers, 16 * workers, processes=False),
+            "heavy": AnswerPool(
                 "nsr-heavy", db, heavy_workers, 4 * heavy_workers, processes=heavy_processes
+            ),
+            "kept": AnswerPool(
+                "nsr-kept", db, kept_workers, 8 * kept_workers, processes=heavy_processes
             ),
         }
         self._flights: dict[Hashable, _Flight] = {}  # the newest computation of each key
@@ -315,7 +322,8 @@ class ResponseCache:
                 return hit[1]
             flight = self._flights.get(key)
             if flight is None or not flight.serves(version):
-                flight = self._start(key, version, compute, heavy)
+                lane = ("kept" if keep else "heavy") if heavy else "cheap"
+                flight = self._start(key, version, compute, lane)
             flight.waiters += 1
         try:
             _, body = await asyncio.wait_for(
@@ -340,10 +348,10 @@ class ResponseCache:
                     # Nobody waits for it any more (timed out, or the client went away).
                     self._forget(key, flight)
 
-    def _start(self, key: Hashable, version: int, compute: Compute, heavy: bool) -> _Flight:
+    def _start(self, key: Hashable, version: int, compute: Compute, lane: str) -> _Flight:
         """A new computation of ``key`` (called with the lock held); its result is stored by a
         callback when it lands. An older one still running ends on its own."""
-        flight = _Flight(self._pools[heavy].submit(compute), version)
+        flight = _Flight(self._pools[lane].submit(compute), version)
         self._flights[key] = flight
         flight.future.add_done_callback(lambda f: self._landed(key, flight))
         return flight

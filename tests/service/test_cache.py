@@ -191,7 +191,7 @@ def test_a_kept_answer_is_computed_even_when_its_requesters_gave_up(db: Database
     blocker = Blocker()
 
     async def scenario() -> bytes:
-        busy = asyncio.create_task(cache.bytes("blocker", blocker, heavy=True))
+        busy = asyncio.create_task(cache.bytes("blocker", blocker, heavy=True, keep=True))
         await asyncio.sleep(0.05)
         with pytest.raises(AnswerBusy):
             await cache.bytes("report", lambda _s: b"report", heavy=True, keep=True)
@@ -282,4 +282,21 @@ def test_a_running_computation_of_an_older_version_does_not_answer_a_newer_one(
     # The older computation landed after the newer one: the newer answer stays cached.
     assert asyncio.run(cache.bytes("page", answer, heavy=True)) == str(start + 1).encode()
     assert sorted(runs) == [start, start + 1]  # a hit, not a third computation
+    cache.close()
+
+
+def test_kept_answers_have_a_lane_that_open_ended_ones_cannot_fill(db: Database) -> None:
+    # Distinct importance filters fill the heavy workers; the report must not wait behind them.
+    cache = ResponseCache(db, deadline=0.5, heavy_workers=1, heavy_processes=False)
+    blocker = Blocker()
+
+    async def scenario() -> bytes:
+        busy = asyncio.create_task(cache.bytes("filter-1", blocker, heavy=True))
+        await asyncio.sleep(0.05)
+        report = await cache.bytes("report", lambda _s: b"report", heavy=True, keep=True)
+        blocker.release.set()
+        await busy
+        return report
+
+    assert asyncio.run(scenario()) == b"report"
     cache.close()
