@@ -7,6 +7,14 @@
 - Welch's t-test p-value (``scipy.stats.ttest_ind(equal_var=False)``, two-sided);
 - where seeds match, the paired view: on how many shared seeds the configuration is better, and the
   paired t-test p-value (``scipy.stats.ttest_rel``).
+- power (statsmodels' ``TTestIndPower``): the seeds per arm a two-sided t-test at α = 0.05 needs
+  to detect the observed difference (and a user's ``min_gain``) with 80 % power, the effect size
+  being the difference over the two sides' pooled sample std; a side with fewer seeds is
+  "underpowered";
+- pooled looks: a confirmation extended with more seeds after its verdict was seen is looked at
+  more than once, and stopping when p dips below 0.05 inflates false positives. ``p_adjusted``
+  is Welch's p times the number of looks (Bonferroni over the looks, capped at 1): its
+  false-positive rate stays ≤ α however the looks were chosen, at the cost of power.
 Fewer than two values on a side: no interval and no p-value (None), never a made-up number.
 """
 
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 
 from storage.schemas import Difference
@@ -21,6 +30,39 @@ from storage.schemas import Difference
 CONFIDENCE = 0.95
 RESAMPLES = 9_999
 BOOTSTRAP_SEED = 0
+POWER = 0.8
+ALPHA = 0.05
+# Beyond this the answer is "more than any confirmation would run": said, not solved for.
+MAX_SEEDS_NEEDED = 100_000
+
+
+def seeds_for_power(gain: float | None, sd: float | None) -> int | None:
+    """Seeds per arm for a two-sided t-test at ``ALPHA`` to detect ``gain`` with ``POWER``, for
+    a pooled std ``sd`` (None: no gain or no spread to size it by)."""
+    from statsmodels.stats.power import TTestIndPower
+
+    if gain is None or sd is None or gain == 0 or not math.isfinite(gain) or sd <= 0:
+        return None
+    effect = abs(gain) / sd
+    # solve_power brackets nobs; an effect this small needs more seeds than it searches.
+    if effect < 0.02:
+        return MAX_SEEDS_NEEDED
+    with warnings.catch_warnings():  # a failed bracket is a NaN, handled below
+        warnings.simplefilter("ignore")
+        n = TTestIndPower().solve_power(effect_size=effect, alpha=ALPHA, power=POWER, ratio=1.0,
+                                        alternative="two-sided")  # fmt: skip
+    n = float(n)
+    if not math.isfinite(n):  # an effect so large that the solver's bracket (n ≥ 2) overshoots
+        return 2
+    return min(MAX_SEEDS_NEEDED, max(2, math.ceil(n)))
+
+
+def pooled_sd(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """The pooled sample std of two sides (None: a side with fewer than two values)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a), statistics.variance(b)
+    return math.sqrt(((len(a) - 1) * va + (len(b) - 1) * vb) / (len(a) + len(b) - 2))
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -32,8 +74,11 @@ def difference(
     treated: Sequence[float],
     baseline_seeds: Sequence[int | None] = (),
     treated_seeds: Sequence[int | None] = (),
+    min_gain: float | None = None,
+    looks: int = 1,
 ) -> Difference:
-    """Baseline vs treated on one metric (lower is better)."""
+    """Baseline vs treated on one metric (lower is better); ``looks``: how many confirmation
+    runs were pooled into these samples."""
     import numpy as np
     from scipy import stats
 
@@ -82,4 +127,10 @@ def difference(
         paired_seeds=len(shared),
         paired_wins=wins,
         p_paired=p_paired,
+        seeds_needed=(needed := seeds_for_power(diff, sd := pooled_sd(baseline, treated))),
+        min_gain=min_gain,
+        seeds_needed_min_gain=seeds_for_power(min_gain, sd),
+        underpowered=None if needed is None else min(len(a), len(b)) < needed,
+        looks=looks,
+        p_adjusted=None if p_welch is None else min(1.0, p_welch * looks),
     )

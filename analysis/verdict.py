@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.best import answer_fields, winners_curse
+from analysis.summary import verdict_sentence
 from analysis.statistics import difference
 from storage.db import Session
 from storage.queries import (
@@ -20,25 +21,26 @@ from storage.queries import (
 from storage.schemas import Comparison, ConfigVerdict, Difference, GroupStats
 
 
-def versus(baseline: GroupStats | None, stats: GroupStats) -> Difference | None:
+def versus(
+    baseline: GroupStats | None, stats: GroupStats, min_gain: float | None = None, looks: int = 1
+) -> Difference | None:
     """Test error of ``baseline`` against ``stats`` (None: no baseline, the same configuration,
     or a side without test errors)."""
     if baseline is None or stats.config_key == baseline.config_key:
         return None
-    pairs_v = [(s, t) for s, t in zip(baseline.seeds, baseline.test_errors, strict=False)]
-    pairs_c = [(s, t) for s, t in zip(stats.seeds, stats.test_errors, strict=False)]
-    if not pairs_v or not pairs_c:
+    if not baseline.test_errors or not stats.test_errors:
         return None
     return difference(
-        [t for _, t in pairs_v], [t for _, t in pairs_c],
-        [s for s, _ in pairs_v], [s for s, _ in pairs_c],
+        baseline.test_errors, stats.test_errors, baseline.test_error_seeds,
+        stats.test_error_seeds, min_gain=min_gain, looks=looks,
     )  # fmt: skip
 
 
-def compare(session: Session, group: Group) -> Comparison:
+def compare(session: Session, group: Group, min_gain: float | None = None) -> Comparison:
     """Vanilla vs NSR (and every other regularizer family) in one (model, data set, budget):
     from confirmation runs over fresh seeds when they exist, else from the search (unconfirmed,
-    with the winner's-curse caveat); mean ± std, bootstrap CI and p-values from SciPy."""
+    with the winner's-curse caveat); mean ± std, bootstrap CI and p-values from SciPy, the seeds
+    needed for 80 % power (for the observed gain and for ``min_gain``), and the sentence."""
     choice = resolve_budget(session, group)
     budget = choice.budget
     confirm = confirmation_trials(group, budget)
@@ -61,23 +63,27 @@ def compare(session: Session, group: Group) -> Comparison:
     for key in keys:
         stats = group_stats(session, replace(trials, config_key=key))
         if stats is not None:
-            verdicts.append(
-                ConfigVerdict(stats=stats, versus_vanilla=versus(vanilla, stats), versus_nsr=None)
-            )
+            looks = _looks(vanilla, stats) if confirmed else 1
+            verdicts.append(ConfigVerdict(
+                stats=stats, versus_vanilla=versus(vanilla, stats, min_gain, looks),
+                versus_nsr=None,
+            ))  # fmt: skip
     verdicts.sort(key=lambda v: (v.stats.val_error_mean, v.stats.config_key))
     nsr = next((v for v in verdicts if v.stats.family == "nsr"), None)
     if nsr is not None:  # every other family against the best NSR configuration (Table 4)
         for v in verdicts:
             if v.stats.family != "nsr":
-                v.versus_nsr = versus(nsr.stats, v.stats)
+                looks = _looks(nsr.stats, v.stats) if confirmed else 1
+                v.versus_nsr = versus(nsr.stats, v.stats, min_gain, looks)
     val_gain = test_gain = None
     if vanilla and nsr:
         val_gain = vanilla.val_error_mean - nsr.stats.val_error_mean
         if vanilla.test_error_mean is not None and nsr.stats.test_error_mean is not None:
             test_gain = vanilla.test_error_mean - nsr.stats.test_error_mean
     experiments = sorted({e for v in verdicts for e in v.stats.experiments}) if confirmed else []
-    return Comparison(
+    comparison = Comparison(
         **answer_fields(group, choice),
+        summary="",
         confirmed=confirmed,
         confirmation_experiments=experiments,
         caveat=None if confirmed else winners_curse(group),
@@ -87,4 +93,13 @@ def compare(session: Session, group: Group) -> Comparison:
         val_error_gain=val_gain,
         test_error_gain=test_gain,
         test_error_difference=nsr.versus_vanilla if nsr else None,
+        min_gain=min_gain,
     )
+    comparison.summary = verdict_sentence(comparison)
+    return comparison
+
+
+def _looks(a: GroupStats | None, b: GroupStats) -> int:
+    """How many confirmation runs a verdict pools: each one added after seeing the last verdict
+    (an extension) is another look at the p-value."""
+    return max(len(a.experiments) if a else 0, len(b.experiments), 1)

@@ -84,13 +84,15 @@ class GroupStats(BaseModel):
     family: str
     layers: str
     parameters: dict[str, Any] = Field(description="the configuration, seed excluded")
-    n: int
+    n: int = Field(description="samples: distinct seeds (a trial without one counts alone)")
+    n_trials: int = Field(description="trials behind them; a seed's replicates are averaged")
     seeds: list[int | None]
     val_error_mean: float
     val_error_std: float | None = Field(description="sample std; None when n = 1")
     test_error_mean: float | None
     test_error_std: float | None
-    test_errors: list[float] = Field(description="per trial, in the order of seeds")
+    test_errors: list[float] = Field(description="one per seed (its replicates' mean)")
+    test_error_seeds: list[int | None] = Field(description="the seed of each test error")
     experiments: list[str] = Field(description="NNI experiments the trials come from")
 
 
@@ -124,6 +126,18 @@ class Difference(BaseModel):
     paired_seeds: int = Field(description="seeds run on both sides")
     paired_wins: int = Field(description="shared seeds on which the configuration is better")
     p_paired: float | None = Field(description="paired t-test over the shared seeds")
+    seeds_needed: int | None = Field(
+        description="seeds per arm to detect the observed difference at 80 % power (α = 0.05, "
+        "two-sided t-test, statsmodels); None: no difference or no spread"
+    )
+    min_gain: float | None = Field(description="the gain the user asked to detect (?min_gain=)")
+    seeds_needed_min_gain: int | None = Field(description="seeds per arm for min_gain, likewise")
+    underpowered: bool | None = Field(description="fewer seeds on a side than seeds_needed")
+    looks: int = Field(description="confirmation runs pooled here (1: no extension)")
+    p_adjusted: float | None = Field(
+        description="Welch's p × looks (Bonferroni over the looks, capped at 1): valid however "
+        "often seeds were added after looking; equals p_welch for one look"
+    )
 
 
 WINNERS_CURSE = (
@@ -189,6 +203,10 @@ class ConfigVerdict(BaseModel):
 
 
 class Comparison(GroupAnswer):
+    summary: str = Field(
+        description="the verdict in one sentence: what to use, the gain in points with its "
+        "95 % interval and p, the seeds behind it and how many would be enough"
+    )
     confirmed: bool = Field(
         description="true: the groups are confirmation runs over fresh seeds; false: search "
         "trials only (winner's curse, see caveat)"
@@ -206,6 +224,7 @@ class Comparison(GroupAnswer):
     )
     test_error_gain: float | None
     test_error_difference: Difference | None = Field(description="vanilla vs the best NSR")
+    min_gain: float | None = Field(description="the gain (points) the power figures size for")
 
 
 class ModelDataset(BaseModel):

@@ -90,11 +90,22 @@ async def recommendation(cache: CacheDep, group: GroupDep) -> Response:
 
 
 @router.get("/{model}/{dataset}/compare", response_model=Comparison)
-async def compare(cache: CacheDep, group: GroupDep) -> Response:
+async def compare(
+    cache: CacheDep,
+    group: GroupDep,
+    min_gain: Annotated[
+        float | None,
+        Query(gt=0, le=100, description="a gain (test error points) to size the seeds for, at "
+              "80 % power: each row's seeds_needed_min_gain"),
+    ] = None,
+) -> Response:
     """Vanilla vs every compared configuration: from confirmation runs over fresh seeds when they
-    exist (mean ± std, 95 % bootstrap CI of the difference, Welch and paired p-values), else the
-    search's best per family, marked unconfirmed."""
-    return await cache.json(("compare", group), lambda s: verdict.compare(s, group))
+    exist (one sample per seed: mean ± std, 95 % bootstrap CI of the difference, Welch and paired
+    p-values, the seeds needed for 80 % power), else the search's best per family, marked
+    unconfirmed; ``summary`` says it in one sentence."""
+    return await cache.json(
+        ("compare", group, min_gain), lambda s: verdict.compare(s, group, min_gain)
+    )
 
 
 @router.get("/{model}/{dataset}/search-space", response_model=WarmStart)

@@ -45,7 +45,8 @@ def _std(values: list[float]) -> float | None:
 
 
 def group_stats(session: Session, trials: TrialSet) -> GroupStats | None:
-    """Mean ± std over ``trials`` (one configuration over seeds: narrow by ``config_key``)."""
+    """Mean ± std over ``trials`` (one configuration over seeds: narrow by ``config_key``), one
+    sample per seed."""
     rows = session.execute(
         select(
             Trial.val_error, Trial.test_error, Trial.seed, Trial.config, Trial.parameters,
@@ -57,21 +58,33 @@ def group_stats(session: Session, trials: TrialSet) -> GroupStats | None:
     ).all()  # fmt: skip
     if not rows:
         return None
-    vals = [r[0] for r in rows]
-    tests = [r[1] for r in rows if r[1] is not None and math.isfinite(r[1])]
+    # A (configuration, seed) pair is one sample: replicates of a seed (a fixed-seed search that
+    # drew the same configuration twice) count once, as their mean. A trial without a seed is a
+    # sample of its own.
+    samples: dict[object, list[tuple[float, float | None]]] = {}
+    for i, r in enumerate(rows):
+        test = r[1] if r[1] is not None and math.isfinite(r[1]) else None
+        samples.setdefault(r[2] if r[2] is not None else ("unseeded", i), []).append((r[0], test))
+    seeds = [s if isinstance(s, int) else None for s in samples]
+    vals = [statistics.fmean(v for v, _ in reps) for reps in samples.values()]
+    per_seed_tests = [[t for _, t in reps if t is not None] for reps in samples.values()]
+    test_seeds = [s for s, ts in zip(seeds, per_seed_tests, strict=True) if ts]
+    tests = [statistics.fmean(ts) for ts in per_seed_tests if ts]
     config = rows[0][3] if rows[0][3] is not None else rows[0][4]
     return GroupStats(
         config_key=rows[0][7],
         family=rows[0][6],
         layers=rows[0][5],
         parameters=contract.config_identity(config or {}),
-        n=len(rows),
-        seeds=[r[2] for r in rows],
+        n=len(samples),
+        n_trials=len(rows),
+        seeds=seeds,
         val_error_mean=statistics.fmean(vals),
         val_error_std=_std(vals),
         test_error_mean=statistics.fmean(tests) if tests else None,
         test_error_std=_std(tests),
         test_errors=tests,
+        test_error_seeds=test_seeds,
         experiments=sorted({r[8] for r in rows}),
     )
 

@@ -1,0 +1,125 @@
+"""Samples are seeds, power from statsmodels, pooled looks adjusted, and the sentence that says
+the verdict, on hand-made experiments."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.power import TTestIndPower
+
+from analysis.statistics import difference
+from analysis.verdict import compare
+from storage import queries as q
+from storage.ingest import ingest_experiment
+from storage.nni.records import RawExperiment, RawTrial
+from storage.schemas import confirmation_name
+
+CMD = "python -m trials.mlp --model mlp4 --dataset digits --epochs 15 --lr 0.1"
+G = q.Group("mlp4", "digits")
+
+
+def trial(i: int, layers: str, seed: int, val: float, test: float, lam: float | None = None):
+    params: dict = {"layers": layers, "seed": seed}
+    if lam is not None:
+        params[f"lambda_{layers}"] = lam
+    config = {"entry": "mlp", "model": "mlp4", "dataset": "digits", "epochs": 15, "lr": 0.1,
+              **params}  # fmt: skip
+    body = {"default": val, "test_error": test, "config": config}
+    return RawTrial(f"t{i}", "SUCCEEDED", i, params, 1, 2, json.dumps(json.dumps(body)), [val])
+
+
+def experiment(nni_id: str, trials: list, name: str = "search") -> RawExperiment:
+    config = {"trialCommand": CMD, "trialCodeDirectory": "/code", "trialConcurrency": 1,
+              "maxTrialNumber": len(trials), "tuner": {"name": "Random"},
+              "searchSpace": {"layers": {"_type": "choice", "_value": ["none", "3"]}},
+              "trainingService": {"platform": "local"}}  # fmt: skip
+    return RawExperiment(nni_id, name, "STOPPED", config, 1, 2, "sqlite", None, trials)
+
+
+def results(pairs: list[tuple[str, int, float]], start: int = 0) -> list:
+    """Trials from (layers, seed, test error); the validation error tracks the test error."""
+    return [
+        trial(start + i, layers, seed, test - 1, test, lam=2.0 if layers == "3" else None)
+        for i, (layers, seed, test) in enumerate(pairs)
+    ]
+
+
+def test_replicates_of_one_seed_count_once(db) -> None:
+    # A fixed-seed search drew vanilla twice with seed 0: one sample, not two with std 0.
+    search = results([("none", 0, 11.0), ("none", 0, 11.0), ("none", 1, 13.0),
+                      ("3", 0, 9.0), ("3", 1, 10.0), ("3", 1, 10.4)])  # fmt: skip
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment("s1", search))
+    with db.session_scope() as s:
+        cmp = compare(s, G)
+    assert (cmp.vanilla.n, cmp.vanilla.n_trials, cmp.vanilla.seeds) == (2, 3, [0, 1])
+    assert cmp.vanilla.test_errors == [11.0, 13.0] and cmp.vanilla.test_error_std == pytest.approx(
+        math.sqrt(2)
+    )
+    assert cmp.nsr.test_errors == pytest.approx([9.0, 10.2])  # seed 1's two replicates, averaged
+    d = cmp.test_error_difference
+    assert (d.n_baseline, d.n_treated, d.paired_seeds) == (2, 2, 2)
+
+
+def test_seeds_needed_equal_statsmodels_on_the_same_numbers() -> None:
+    a = [11.0, 11.4, 11.1, 10.8]
+    b = [10.6, 10.9, 11.2, 10.5]
+    d = difference(a, b, min_gain=0.25)
+    sd = math.sqrt((np.var(a, ddof=1) * 3 + np.var(b, ddof=1) * 3) / 6)
+    solve = TTestIndPower().solve_power
+    want = math.ceil(solve(effect_size=(np.mean(a) - np.mean(b)) / sd, alpha=0.05, power=0.8))
+    assert d.seeds_needed == want and want > 4 and d.underpowered is True
+    assert d.seeds_needed_min_gain == math.ceil(solve(effect_size=0.25 / sd, alpha=0.05, power=0.8))
+    big = difference([11.0, 11.1, 10.9], [5.0, 5.1, 4.9])
+    assert big.seeds_needed == 2 and big.underpowered is False
+    assert difference([1.0, 1.0], [1.0, 1.0]).seeds_needed is None  # no spread to size by
+
+
+def confirm(db, nni_id: str, pairs: list[tuple[str, int, float]], start: int) -> None:
+    name = confirmation_name("mlp4", "digits", ["s1"])
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment(nni_id, results(pairs, start), name=name))
+
+
+def test_a_pooled_confirmation_adjusts_p_for_its_looks_and_the_sentence_says_so(db) -> None:
+    search = results([("none", 0, 11.0), ("3", 0, 9.0), ("3", 1, 9.5), ("none", 1, 11.5)])
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment("s1", search))
+    first = [("none", 1000, 11.0), ("3", 1000, 9.1), ("none", 1001, 11.3), ("3", 1001, 9.4),
+             ("none", 1002, 11.1), ("3", 1002, 9.0)]  # fmt: skip
+    confirm(db, "c1", first, 100)
+    with db.session_scope() as s:
+        one = compare(s, G).test_error_difference
+    assert one.looks == 1 and one.p_adjusted == one.p_welch
+    extension = [("none", 1003, 11.2), ("3", 1003, 9.3), ("none", 1004, 10.9), ("3", 1004, 9.2)]
+    confirm(db, "c2", extension, 200)
+    with db.session_scope() as s:
+        cmp = compare(s, G)
+    d = cmp.test_error_difference
+    vanilla = [11.0, 11.3, 11.1, 11.2, 10.9]
+    nsr = [9.1, 9.4, 9.0, 9.3, 9.2]
+    assert (d.n_baseline, d.n_treated, d.looks) == (5, 5, 2)  # both runs' seeds pooled
+    p = stats.ttest_ind(vanilla, nsr, equal_var=False).pvalue
+    assert d.p_welch == pytest.approx(p) and d.p_adjusted == pytest.approx(min(1.0, 2 * p))
+    assert cmp.summary.startswith("Use NSR on layer 3 with λ = 2:")
+    assert "adjusted for 2 looks" in cmp.summary and "better on 5 of 5 shared seeds" in cmp.summary
+
+
+def test_the_sentence_of_an_unresolved_verdict_says_how_many_seeds_would_resolve_it(db) -> None:
+    search = results([("none", 0, 11.0), ("none", 1, 12.0), ("none", 2, 10.0),
+                      ("3", 0, 10.8), ("3", 1, 11.9), ("3", 2, 10.1)])  # fmt: skip
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment("s1", search))
+    with db.session_scope() as s:
+        cmp = compare(s, G, min_gain=0.5)
+    d = cmp.test_error_difference
+    assert d.ci_low < 0 < d.ci_high and d.seeds_needed_min_gain is not None
+    assert cmp.summary.startswith("No NSR configuration is better than vanilla with confidence")
+    assert f"about {d.seeds_needed_min_gain} seeds per arm would resolve a 0.5-point gain" in (
+        cmp.summary
+    )
+    assert "unconfirmed" in cmp.summary
