@@ -55,8 +55,9 @@ def verdict_sentence(c: Comparison) -> str:
                 f"[{c.budget}] to compare it with: add vanilla to the search.")  # fmt: skip
     d = c.test_error_difference
     if d is None or d.difference is None or c.nsr.test_error_mean is None:
-        return (f"Best NSR: {_config(c.nsr)}, validation error {c.nsr.val_error_mean:.2f} % vs "
-                f"{c.vanilla.val_error_mean:.2f} % vanilla; no test errors to compare{tail}.")  # fmt: skip
+        return (f"Best NSR: {_config(c.nsr)}, validation error {c.nsr.val_error_mean:.2f} % "
+                f"vs {c.vanilla.val_error_mean:.2f} % vanilla; no test errors to compare"
+                f"{tail}.")  # fmt: skip
     ci = f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if d.ci_low is not None else "[no interval]"
     seeds = (f", better on {d.paired_wins} of {d.paired_seeds} shared seeds"
              if d.paired_seeds else "")  # fmt: skip

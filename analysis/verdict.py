@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.best import answer_fields, winners_curse
-from analysis.summary import verdict_sentence
 from analysis.statistics import difference
+from analysis.summary import verdict_sentence
 from storage.db import Session
 from storage.queries import (
     Group,
