@@ -272,7 +272,8 @@ def _quickstart(args: argparse.Namespace) -> int:
     group = f"{base}/api/models/{model}/{dataset}"
     if args.confirm_top > 0 and status == "DONE":
         status = confirm(group, base, args.confirm_top, args.confirm_seeds, args.timeout, token)
-    for line in verdict_lines(http_json(f"{group}/compare")):
+    cmp = http_json(f"{group}/compare")
+    for line in verdict_lines(cmp):
         print(line)
     print(
         f"\nresults UI: {base}/   experiment: {base}/experiments/{exp_id}   "
@@ -282,6 +283,7 @@ def _quickstart(args: argparse.Namespace) -> int:
         f"NNI's UI stays up at http://127.0.0.1:{nni_port}/ until `nnictl stop {exp_id}`; "
         "`make stop` ends the service and NNI."
     )
+    print(f"\nanswer: {cmp['summary']}")  # the verdict in one sentence, last
     return 0 if status == "DONE" else 1
 
 

@@ -79,6 +79,13 @@ def test_pages_show_rows_and_plots(server, tmp_path):
         assert "(unconfirmed)" in page.locator("#verdict h2").inner_text()
         assert "luckiest" in page.locator("#caveat").inner_text()
         assert page.locator("#verdict-table tbody tr").count() >= 2  # vanilla + NSR at least
+        # The page opens with the verdict's sentence (the API's), and its row is highlighted.
+        summary = httpx.get(f"{server}/api/models/mlp4/digits/compare").json()["summary"]
+        assert page.locator("#answer").inner_text() == summary and "λ" in summary
+        best_row = page.locator("#verdict-table tr.best")
+        assert best_row.count() == 1 and best_row.locator("th").inner_text().startswith("layers 4")
+        shade = best_row.locator("td").first.evaluate("e => getComputedStyle(e).backgroundColor")
+        assert shade not in ("rgba(0, 0, 0, 0)", "transparent")
         budget = page.locator("#budget code").inner_text()
         # "Show the plan only": the real endpoint with start=false, the YAML for nnictl.
         page.click("#plan-button")

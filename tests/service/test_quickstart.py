@@ -115,6 +115,10 @@ def test_quickstart_searches_confirms_and_prints_the_verdict_from_the_service(
             assert d["ci_high"] == pytest.approx(high)
         assert f"verdict for mlp4 on digits [{cmp['budget']}], confirmed over fresh seeds" in text
         assert "better on" in text and f"of {d['paired_seeds']} seeds" in text
+        # It ends with the verdict's sentence, the service's own.
+        assert text.rstrip().splitlines()[-1] == f"answer: {cmp['summary']}"
+        assert cmp["summary"].startswith(("Use NSR on layer 4", "No NSR configuration",
+                                          "Vanilla beats"))  # fmt: skip
         check_warm_start_runs(port, tmp_path)
     finally:
         nnictl("stop", "--all", env=nni_env(tmp_path))
