@@ -25,8 +25,11 @@ from storage.queries import (
     ConfigBest,
     Group,
     TrialConfig,
+    TrialSet,
     best_trial_per_config,
+    get_experiment,
     get_experiment_run,
+    has_trials,
     list_seeds,
     list_trial_configs,
     resolve_budget,
@@ -80,11 +83,14 @@ def confirmation_plan(
     concurrency: int = 2,
     per_family: bool = False,
     rerun: rerun_rules.Rerun | None = None,
+    extend: str | None = None,
 ) -> ConfirmationPlan:
     """The NNI experiment that confirms the top ``top_k`` configurations of the group and
     vanilla over ``n_seeds`` fresh seeds; ``per_family``: the best ``top_k`` of each regularizer
-    family instead (NSR and every baseline, as in the paper's Table 4). The experiment is built
-    by ``analysis.rerun`` (this installation's command, code and training service), never copied
+    family instead (NSR and every baseline, as in the paper's Table 4); ``extend``: the same
+    configurations as that confirmation experiment, over ``n_seeds`` more fresh seeds (the
+    verdict pools them, its p adjusted for the looks). The experiment is built by
+    ``analysis.rerun`` (this installation's command, code and training service), never copied
     from the stored search."""
     rerun = rerun or rerun_rules.Rerun()
     if not 1 <= top_k <= MAX_TOP_K:
@@ -97,7 +103,8 @@ def confirmation_plan(
         raise InvalidValue(f"concurrency={concurrency} is out of range: allowed 1..64")
     budget = resolve_budget(session, group).budget
     group = Group(group.model, group.dataset, budget, include_partial=False)
-    ranked = best_trial_per_config(session, search_trials(group, budget))
+    source = search_trials(group, budget) if extend is None else _extended(session, group, extend)
+    ranked = best_trial_per_config(session, source)
     if rerun.command is None:
         # Without the user's command only this project's trials can be re-run: a trial whose
         # configuration did not come from its own report is passed over (its record is kept).
@@ -106,6 +113,8 @@ def confirmation_plan(
         trials = list_trial_configs(session, [r.trial_id for r in ranked[: 4 * MAX_TOP_K]])
         ranked = [r for r in ranked if r.trial_id in trials]
     regularized = [r for r in ranked if r.family not in ("vanilla", "unknown")]
+    if extend is not None:  # every configuration it ran, whatever top_k says
+        top_k, per_family = len(regularized), False
     if per_family:
         kept: dict[str, int] = {}
         candidates = []
@@ -123,6 +132,8 @@ def confirmation_plan(
     vanilla = next((r for r in ranked if r.family == "vanilla"), None)
     chosen = candidates + ([vanilla] if vanilla else [])
     searches = sorted({c.experiment for c in trials.values()})
+    if extend is not None:  # the extension confirms what the extended run confirmed
+        searches = get_experiment(session, extend).confirms or searches
     foreign = _foreign(session, searches, [trials[r.trial_id] for r in chosen])
     if foreign is not None and rerun.command is None:
         raise rerun_rules.PlanRefused(
@@ -168,6 +179,24 @@ def confirmation_plan(
         yaml=yaml.safe_dump(experiment, sort_keys=False, allow_unicode=True),
         user_command=rerun.command if foreign is not None else None,
     )
+
+
+def _extended(session: Session, group: Group, nni_id: str) -> TrialSet:
+    """The trials of confirmation experiment ``nni_id`` in ``group`` (its configurations are the
+    ones an extension runs again)."""
+    exp = get_experiment(session, nni_id)  # NotFound names an unknown id
+    if exp.role != "confirmation":
+        raise InvalidValue(
+            f"extend={nni_id!r} is a {exp.role} experiment: only a confirmation run can be "
+            "extended (its configurations get more fresh seeds)"
+        )
+    trials = TrialSet(group, group.budget or "", "confirmation", experiment=nni_id)
+    if not has_trials(session, trials):
+        raise InvalidValue(
+            f"extend={nni_id!r} has no finished trial of {group.model}/{group.dataset} "
+            f"[{group.budget}]: extend a confirmation of this model, data set and budget"
+        )
+    return trials
 
 
 def _reported(

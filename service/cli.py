@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration (5)")
     c.add_argument("--concurrency", type=int, default=2, help="NNI trialConcurrency (2)")
     c.add_argument("--start", action="store_true", help="start it with nnictl")
+    c.add_argument("--extend", metavar="EXPERIMENT_ID",
+                   help="the id of a confirmation experiment: run its configurations over "
+                   "--seeds more fresh seeds (--top-k and --per-family do not apply); the "
+                   "verdict pools both runs, its p adjusted for the looks")  # fmt: skip
     c.add_argument("--command", dest="user_command", help=FOREIGN_COMMAND_HELP)
     c.add_argument(
         "--per-family",
@@ -186,7 +190,8 @@ def _answer(db: Database, settings: Settings, args: argparse.Namespace) -> int:
             print(warm_start(s, group, rerun).yaml, end="")
             return 0
         plan = confirmation_plan(
-            s, group, args.top_k, args.seeds, args.concurrency, args.per_family, rerun
+            s, group, args.top_k, args.seeds, args.concurrency, args.per_family, rerun,
+            extend=args.extend,
         )
     if plan.user_command is not None:
         print(f"running your command for a foreign search: {plan.user_command}", file=sys.stderr)

@@ -146,6 +146,13 @@ async def confirm(
     per_family: Annotated[
         bool, Query(description="the best top_k of each regularizer family (Table 4)")
     ] = False,
+    extend: Annotated[
+        str | None,
+        Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+              description="a confirmation experiment's id: run its configurations over `seeds` "
+              "more fresh seeds (top_k and per_family do not apply); compare pools them and "
+              "adjusts p for the looks"),
+    ] = None,
 ) -> ConfirmationStarted:
     """Plan (and with start=true, start under NNI) the experiment that re-runs the top-k
     configurations of the group and vanilla over fresh seeds."""
@@ -154,7 +161,9 @@ async def confirm(
 
     def plan_it() -> ConfirmationStarted:
         with db.session_scope() as s:
-            plan = confirmation_plan(s, group, top_k, seeds, concurrency, per_family, rerun)
+            plan = confirmation_plan(
+                s, group, top_k, seeds, concurrency, per_family, rerun, extend=extend
+            )
         if not start:
             return ConfirmationStarted(
                 plan=plan, started=False, nni_id=None, nni_url=None, config_path=None

@@ -115,6 +115,7 @@ class TrialSet:
     family: str | None = None
     layers: str | None = None
     config_key: str | None = None
+    experiment: str | None = None  # one NNI experiment's trials (a confirmation to extend)
 
 
 def search_trials(group: Group, budget: str) -> TrialSet:
@@ -144,6 +145,9 @@ def trial_set_conditions(trials: TrialSet) -> list[ColumnElement[bool]]:
         conds.append(Trial.layers == trials.layers)
     if trials.config_key is not None:
         conds.append(Trial.config_key == trials.config_key)
+    if trials.experiment is not None:
+        one = select(Experiment.id).where(Experiment.nni_id == trials.experiment)
+        conds.append(Trial.experiment_id.in_(one.scalar_subquery()))
     return conds
 
 

@@ -11,9 +11,11 @@ import pytest
 from scipy import stats
 from statsmodels.stats.power import TTestIndPower
 
+from analysis.confirmation import confirmation_plan
 from analysis.statistics import difference
 from analysis.verdict import compare
 from storage import queries as q
+from storage.errors import InvalidValue, NotFound
 from storage.ingest import ingest_experiment
 from storage.nni.records import RawExperiment, RawTrial
 from storage.schemas import confirmation_name
@@ -95,7 +97,15 @@ def test_a_pooled_confirmation_adjusts_p_for_its_looks_and_the_sentence_says_so(
     with db.session_scope() as s:
         one = compare(s, G).test_error_difference
     assert one.looks == 1 and one.p_adjusted == one.p_welch
-    extension = [("none", 1003, 11.2), ("3", 1003, 9.3), ("none", 1004, 10.9), ("3", 1004, 9.2)]
+    with db.session_scope() as s:
+        plan = confirmation_plan(s, G, n_seeds=2, extend="c1")
+    # The same configurations as c1 over fresh seeds, confirming what c1 confirmed.
+    assert plan.seeds == [1003, 1004] and plan.searches == ["s1"]
+    assert sorted(c.layers for c in plan.configurations) == ["3", "none"]
+    sets = plan.experiment["searchSpace"]["combine_params"]["_value"]
+    tests = {("none", 1003): 11.2, ("3", 1003): 9.3, ("none", 1004): 10.9, ("3", 1004): 9.2}
+    extension = [(p["layers"], p["seed"], tests[p["layers"], p["seed"]]) for p in sets]
+    assert len(extension) == 4
     confirm(db, "c2", extension, 200)
     with db.session_scope() as s:
         cmp = compare(s, G)
@@ -123,3 +133,13 @@ def test_the_sentence_of_an_unresolved_verdict_says_how_many_seeds_would_resolve
         cmp.summary
     )
     assert "unconfirmed" in cmp.summary
+
+
+def test_only_a_confirmation_of_the_group_can_be_extended(db) -> None:
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment("s1", results([("none", 0, 11.0), ("3", 0, 9.0)])))
+    with db.session_scope() as s:
+        with pytest.raises(InvalidValue, match="extend='s1' is a search experiment"):
+            confirmation_plan(s, G, extend="s1")
+        with pytest.raises(NotFound, match="unknown experiment 'nope'"):
+            confirmation_plan(s, G, extend="nope")

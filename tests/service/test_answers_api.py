@@ -28,6 +28,22 @@ def test_confirm_without_start_returns_the_plan_and_starts_nothing(client):
     assert client.get("/api/experiments").json()["total"] == 3  # nothing new
     bad = client.post("/api/models/mlp4/digits/confirm", params={"seeds": 1})
     assert bad.status_code == 422 and "seeds" in bad.text
+    # Only a confirmation run can be extended: a search is refused, naming it; so is a bad id.
+    search = client.get("/api/experiments").json()["items"][0]["nni_id"]
+    refused = client.post("/api/models/mlp4/digits/confirm", params={"extend": search})
+    assert refused.status_code == 422
+    assert f"extend={search!r} is a search" in refused.json()["detail"]
+    odd = client.post("/api/models/mlp4/digits/confirm", params={"extend": "../x y"})
+    assert odd.status_code == 422 and "extend" in odd.text
+
+
+def test_compare_sizes_seeds_for_a_given_gain_and_says_it_in_a_sentence(client):
+    body = client.get("/api/models/mlp4/digits/compare", params={"min_gain": 0.5}).json()
+    assert body["min_gain"] == 0.5 and body["summary"].endswith(".")
+    d = body["test_error_difference"]
+    assert d is not None and d["min_gain"] == 0.5 and d["looks"] == 1
+    bad = client.get("/api/models/mlp4/digits/compare", params={"min_gain": -1})
+    assert bad.status_code == 422 and "min_gain" in bad.text
 
 
 def test_search_space_as_yaml_and_json(client):

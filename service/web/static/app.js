@@ -109,20 +109,24 @@ function confirmForm(form) {
     planOut.textContent = body.plan.yaml;
     planOut.hidden = false;
   });
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    out.textContent = "starting the confirmation experiment…";
-    const resp = await postWithToken(form.action);
-    const body = await resp.json().catch(() => ({}));
-    if (!resp.ok) { out.textContent = "not started: " + (body.detail || resp.status); return; }
-    out.textContent = "";
-    const a = document.createElement("a");
-    a.href = body.nni_url || "#";
-    a.textContent = "NNI experiment " + body.nni_id;
-    out.append("Started ", a, ": " + body.plan.n_trials + " trials (" +
-      body.plan.configurations.length + " configurations × seeds " + body.plan.seeds.join(", ") +
-      "); the verdict above uses them once the service has synced them.");
-  });
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); startRun(form.action, out); });
+  // "Add seeds": the same configurations as the last confirmation, over more fresh seeds.
+  const extend = document.getElementById("extend-button");
+  if (extend) extend.addEventListener("click", () => startRun(extend.dataset.url, out));
+}
+
+async function startRun(url, out) {
+  out.textContent = "starting the confirmation experiment…";
+  const resp = await postWithToken(url);
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) { out.textContent = "not started: " + (body.detail || resp.status); return; }
+  out.textContent = "";
+  const a = document.createElement("a");
+  a.href = body.nni_url || "#";
+  a.textContent = "NNI experiment " + body.nni_id;
+  out.append("Started ", a, ": " + body.plan.n_trials + " trials (" +
+    body.plan.configurations.length + " configurations × seeds " + body.plan.seeds.join(", ") +
+    "); the verdict above uses them once the service has synced them.");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
