@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from analysis import rerun as rerun_rules
+from analysis.lambda_response import LambdaResponse, group_lambda_responses, in_range
 from storage.db import Session
 from storage.errors import InvalidValue, NotFound
 from storage.queries import (
@@ -113,8 +114,11 @@ def confirmation_plan(
         trials = list_trial_configs(session, [r.trial_id for r in ranked[: 4 * MAX_TOP_K]])
         ranked = [r for r in ranked if r.trial_id in trials]
     regularized = [r for r in ranked if r.family not in ("vanilla", "unknown")]
+    fitted: dict[int, dict[int, float]] = {}
     if extend is not None:  # every configuration it ran, whatever top_k says
         top_k, per_family = len(regularized), False
+    else:
+        regularized, fitted = _one_per_region(regularized, trials, _fits(session, group))
     if per_family:
         kept: dict[str, int] = {}
         candidates = []
@@ -140,7 +144,9 @@ def confirmation_plan(
             f"{group.model}/{group.dataset} [{budget}]: search {foreign[0]} cannot be confirmed: "
             f"{foreign[1]}; a stored command is never run: name the command to run (command=...)"
         )
-    configs = [_planned(r, trials[r.trial_id], foreign is None) for r in chosen]
+    configs = [
+        _planned(r, trials[r.trial_id], foreign is None, fitted.get(r.trial_id)) for r in chosen
+    ]
     if vanilla is None:  # the search had no vanilla choice: the best one, nothing regularized
         params = _vanilla_of(configs[0].parameters)
         if foreign is None:
@@ -238,11 +244,58 @@ def _foreign(
     return None
 
 
-def _planned(r: ConfigBest, trial: TrialConfig, ours: bool) -> PlannedConfiguration:
+def _fits(session: Session, group: Group) -> dict[str, LambdaResponse]:
+    """The fitted λ-response of each NSR layer subset that has one, by its layers string."""
+    return {
+        contract.format_layers(r.layers): r
+        for r in group_lambda_responses(session, group)
+        if r.fitted
+    }
+
+
+def _lambdas_of(trial: TrialConfig, layers: str) -> dict[int, float]:
+    """The λ per regularized layer that ``trial`` trained with."""
+    config = trial.config or contract.flatten_nested(trial.parameters, strict=False)
+    out: dict[int, float] = {}
+    for k in contract.parse_layers(layers) if layers != contract.VANILLA_LAYERS else []:
+        value = config.get(contract.lambda_key(k))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[k] = float(value)
+    return out
+
+
+def _one_per_region(
+    ranked: list[ConfigBest], trials: dict[int, TrialConfig], fits: dict[str, LambdaResponse]
+) -> tuple[list[ConfigBest], dict[int, dict[int, float]]]:
+    """The candidates, best first, with near-duplicates merged: of the NSR configurations of one
+    layer subset whose λ lie inside its fitted near-optimal range, the best one stands for the
+    range and is run at the fitted recommended λ (returned by trial id); the others are one
+    candidate with it and dropped. A configuration outside the range, or of a subset without a
+    fit, stays as it is."""
+    kept: list[ConfigBest] = []
+    fitted: dict[int, dict[int, float]] = {}
+    ranges_taken: set[str] = set()
+    for r in ranked:
+        fit = fits.get(r.layers) if r.family == "nsr" else None
+        if fit is not None and in_range(fit, _lambdas_of(trials[r.trial_id], r.layers)):
+            if r.layers in ranges_taken:
+                continue
+            ranges_taken.add(r.layers)
+            fitted[r.trial_id] = {k: float(f"{v:.3g}") for k, v in fit.recommended.items()}
+        kept.append(r)
+    return kept, fitted
+
+
+def _planned(
+    r: ConfigBest, trial: TrialConfig, ours: bool, fitted: dict[int, float] | None = None
+) -> PlannedConfiguration:
     """A configuration to confirm: ours rebuilt from its reported configuration (every value
-    through the trial's own rules); a foreign one from its parameters, for the user's command."""
+    through the trial's own rules), at the fitted recommended λ where ``fitted`` gives it; a
+    foreign one from its parameters, for the user's command."""
     if ours:
         identity = contract.config_identity(trial.config or {})
+        if fitted:
+            identity |= {contract.lambda_key(k): v for k, v in fitted.items()}
         entry, params = rerun_rules.checked_params(identity)
         params = {contract.ENTRY: entry, **params}
     else:
@@ -251,4 +304,5 @@ def _planned(r: ConfigBest, trial: TrialConfig, ours: bool) -> PlannedConfigurat
     return PlannedConfiguration(
         config_key=r.config_key, family=r.family, layers=r.layers, parameters=params,
         search_val_error=r.val_error, configuration=identity,
+        fitted_lambda=fitted if ours and fitted else None,
     )  # fmt: skip

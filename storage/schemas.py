@@ -263,8 +263,13 @@ class PlannedConfiguration(BaseModel):
     family: str
     layers: str
     parameters: dict[str, Any] = Field(description="the NNI parameters each of its trials gets")
-    configuration: dict[str, Any] = Field(description="what the search trial trained with")
+    configuration: dict[str, Any] = Field(description="what its trials train with")
     search_val_error: float | None = Field(description="its best single search trial")
+    fitted_lambda: dict[int, float] | None = Field(
+        default=None,
+        description="the fitted λ-response's recommended λ per layer, run instead of the search "
+        "trial's own λ (which lay in the near-optimal range); None: the trial's λ",
+    )
 
 
 # How a confirmation experiment's NNI name marks it and the searches it confirms: written by
