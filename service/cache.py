@@ -70,10 +70,24 @@ WORKER_NICENESS = 10
 WORKER_PRELOAD = ("storage.queries", "analysis.report", "analysis.importance", "service.report")
 
 
-def _worker_start(url: str) -> None:
-    """Initializer of each worker process: its imports and engine, one BLAS thread, then a lower
-    priority."""
+# How often a worker checks that the service that started it is alive.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _exit_with(parent: int) -> None:
+    """Ends this worker once ``parent`` is gone. A service killed with SIGKILL (or by the OOM
+    killer) never shuts its pool down: its workers, re-parented to init, were left running and
+    polling for good, one set per killed service."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
+
+
+def _worker_start(url: str, parent: int) -> None:
+    """Initializer of each worker process: its imports and engine, one BLAS thread, a watch on
+    the service that started it, then a lower priority."""
     global _worker_db
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="nsr-parent").start()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -138,7 +152,7 @@ class AnswerPool:
                     # copied into a worker.
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_worker_start,
-                    initargs=(self.db.url,),
+                    initargs=(self.db.url, os.getpid()),
                     max_tasks_per_child=TASKS_PER_WORKER,
                 )
             else:

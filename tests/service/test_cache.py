@@ -11,7 +11,10 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,8 @@ from storage.db import Database
 from storage.errors import NotFound
 from storage.models import DataVersion
 from storage.queries import data_version
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -300,3 +305,49 @@ def test_kept_answers_have_a_lane_that_open_ended_ones_cannot_fill(db: Database)
 
     assert asyncio.run(scenario()) == b"report"
     cache.close()
+
+
+WORKER_PID = '''
+import os
+
+
+def pid(_session):
+    return str(os.getpid()).encode()
+'''
+
+KILLED_SERVICE = '''
+import asyncio, os, signal, sys
+from service.cache import ResponseCache
+from storage.db import Database
+import workerpid
+
+db = Database(sys.argv[1])
+db.migrate()
+cache = ResponseCache(db)
+print(asyncio.run(cache.bytes("pid", workerpid.pid, heavy=True)).decode(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no shutdown of the pool: as kill -9 of the service
+'''
+
+
+def test_workers_of_a_killed_service_exit(tmp_path: Path) -> None:
+    (tmp_path / "workerpid.py").write_text(WORKER_PID)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    out = subprocess.run(
+        [sys.executable, "-c", KILLED_SERVICE, f"sqlite:///{tmp_path / 'nsr.sqlite'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    worker = int(out.stdout.split()[0])
+    for _ in range(300):  # it checks on its parent every second
+        if not Path(f"/proc/{worker}").exists() or _zombie(worker):
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError(f"worker {worker} outlived the service that started it")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
