@@ -84,6 +84,7 @@ def compare(session: Session, group: Group, min_gain: float | None = None) -> Co
     comparison = Comparison(
         **answer_fields(group, choice),
         summary="",
+        summary_config_key=None,
         confirmed=confirmed,
         confirmation_experiments=experiments,
         caveat=None if confirmed else winners_curse(group),
@@ -95,7 +96,7 @@ def compare(session: Session, group: Group, min_gain: float | None = None) -> Co
         test_error_difference=nsr.versus_vanilla if nsr else None,
         min_gain=min_gain,
     )
-    comparison.summary = verdict_sentence(comparison)
+    comparison.summary, comparison.summary_config_key = verdict_sentence(comparison)
     return comparison
 
 

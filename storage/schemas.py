@@ -207,6 +207,7 @@ class Comparison(GroupAnswer):
         description="the verdict in one sentence: what to use, the gain in points with its "
         "95 % interval and p, the seeds behind it and how many would be enough"
     )
+    summary_config_key: str | None = Field(description="the configuration the summary is about")
     confirmed: bool = Field(
         description="true: the groups are confirmation runs over fresh seeds; false: search "
         "trials only (winner's curse, see caveat)"

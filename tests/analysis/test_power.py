@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from handmade import experiment, results
+from handmade import experiment, results, trial
 from scipy import stats
 from statsmodels.stats.power import TTestIndPower
 
@@ -115,3 +115,29 @@ def test_only_a_confirmation_of_the_group_can_be_extended(db) -> None:
             confirmation_plan(s, G, extend="s1")
         with pytest.raises(NotFound, match="unknown experiment 'nope'"):
             confirmation_plan(s, G, extend="nope")
+
+
+def test_the_sentence_is_about_a_configuration_shown_better_when_the_lowest_validation_one_is_not(
+    db,
+) -> None:
+    search = results([("none", 0, 11.0), ("3", 0, 9.0), ("4", 0, 9.5), ("none", 1, 11.5)])
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment("s1", search))
+    runs = []
+    for i, seed in enumerate((1000, 1001, 1002)):
+        runs += [
+            trial(100 + 3 * i, "none", seed, 10.0, (11.0, 11.3, 11.1)[i]),
+            # Layer 3: the lowest validation error, test errors too noisy to show a gain.
+            trial(101 + 3 * i, "3", seed, 5.0, (10.0, 11.9, 10.6)[i], lam=2.0),
+            # Layer 4: shown better on the test error.
+            trial(102 + 3 * i, "4", seed, 6.0, (9.1, 9.2, 9.0)[i], lam=0.5),
+        ]
+    name = confirmation_name("mlp4", "digits", ["s1"])
+    with db.session_scope() as s:
+        ingest_experiment(s, experiment("c1", runs, name=name))
+    with db.session_scope() as s:
+        cmp = compare(s, G)
+    assert cmp.nsr.layers == "3"  # lowest validation error
+    layer4 = next(v for v in cmp.configurations if v.stats.layers == "4")
+    assert cmp.summary.startswith("Use NSR on layer 4 with λ = 0.5:")
+    assert cmp.summary_config_key == layer4.stats.config_key
