@@ -73,11 +73,11 @@ def experiment_dir(env: Mapping[str, str] = os.environ) -> Path | None:
     return None
 
 
-def code_identity() -> str:
+def code_identity(env: Mapping[str, str] = os.environ) -> str:
     """What a server must share with a trial it runs: the interpreter, the import path and this
     package's source files (a code change starts a new server)."""
     package = Path(contract.__file__).resolve().parent
-    parts = [sys.executable, str(package), os.environ.get("PYTHONPATH", "")]
+    parts = [sys.executable, str(package), env.get("PYTHONPATH", "")]
     for path in sorted([*package.glob("*.py"), *package.glob("csrc/*")]):
         with contextlib.suppress(OSError):
             stat = path.stat()
@@ -89,19 +89,21 @@ def socket_path(env: Mapping[str, str] = os.environ) -> Path:
     """The server's socket: in the NNI experiment's folder (outside NNI, the cache folder), one
     per experiment and code identity."""
     key = env.get("NNI_EXP_ID") or "standalone"
-    digest = hashlib.sha256(f"{key}\0{code_identity()}".encode()).hexdigest()[:16]
-    path = (experiment_dir(env) or cache_root() / "warm") / f"nsr-warm-{digest}.sock"
+    digest = hashlib.sha256(f"{key}\0{code_identity(env)}".encode()).hexdigest()[:16]
+    path = (experiment_dir(env) or cache_root(env) / "warm") / f"nsr-warm-{digest}.sock"
     if len(os.fsencode(path)) > SOCKET_PATH_MAX:
         short = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
         path = Path(f"/tmp/nsr-warm-{os.getuid()}") / f"{short}.sock"
     return path
 
 
-def _private_dir(directory: Path) -> None:
+def _own_dir(directory: Path) -> None:
+    """``directory`` exists, is this user's and nobody else may write in it (so nobody can put
+    another socket in the server's place)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     stat = directory.stat()
-    if stat.st_uid != os.getuid() or (str(directory).startswith("/tmp/") and stat.st_mode & 0o077):
-        raise WarmUnavailable(f"{directory} is not a private folder of this user")
+    if stat.st_uid != os.getuid() or stat.st_mode & 0o022:
+        raise WarmUnavailable(f"{directory} is not this user's own folder")
 
 
 def connect(path: Path) -> socket.socket | None:
@@ -141,7 +143,7 @@ def start_server(path: Path, entry: str, flags: Sequence[str]) -> subprocess.Pop
 
 def connect_or_start(entry: str, flags: Sequence[str]) -> socket.socket:
     path = socket_path()
-    _private_dir(path.parent)
+    _own_dir(path.parent)
     conn = connect(path)
     if conn is not None:
         return conn
