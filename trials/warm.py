@@ -175,7 +175,9 @@ def die_by(signum: int) -> int:
 
 def run_warm(conn: socket.socket, entry: str, flags: Sequence[str]) -> int:
     """Hand the trial to the server on ``conn``; its exit code (after a death by a signal, this
-    process dies by the same signal). :class:`WarmUnavailable` when the server took no trial."""
+    process dies by the same signal). :class:`WarmUnavailable` when the server took no trial: the
+    signal handlers are then this process's own again, and a signal that came meanwhile is
+    delivered to it."""
     pending: list[int] = []
     sent = False
 
@@ -187,14 +189,27 @@ def run_warm(conn: socket.socket, entry: str, flags: Sequence[str]) -> int:
             conn.send(json.dumps({"signal": signum}).encode())
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
-    request = {"entry": entry, "argv": list(flags), "env": dict(os.environ), "cwd": os.getcwd()}
     try:
-        socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
-    except OSError as exc:
-        raise WarmUnavailable(f"the warm server took no trial: {exc}") from None
-    sent = True
-    for signum in pending:
-        forward(signum, None)
+        request = {"entry": entry, "argv": list(flags), "env": dict(os.environ),
+                   "cwd": os.getcwd()}  # fmt: skip
+        try:
+            socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+        except OSError as exc:
+            raise WarmUnavailable(f"the warm server took no trial: {exc}") from None
+        sent = True
+        for signum in pending:
+            forward(signum, None)
+        return _wait(conn)
+    except WarmUnavailable:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in pending:
+            os.kill(os.getpid(), signum)
+        raise
+
+
+def _wait(conn: socket.socket) -> int:
+    """The server's messages until the trial's end: its exit code, or death by its signal."""
     started = False
     while True:
         try:
@@ -203,8 +218,6 @@ def run_warm(conn: socket.socket, entry: str, flags: Sequence[str]) -> int:
             data = b""
         if not data:
             if not started:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
                 raise WarmUnavailable("the warm server closed before starting the trial")
             print("nsr-warm: the warm server went away during the trial", file=sys.stderr,
                   flush=True)  # fmt: skip

@@ -200,3 +200,17 @@ def test_the_servers_memory_stays_bounded_over_many_trials(env: dict[str, str]) 
     # The server itself runs no trial: its memory is what it preloaded (~0.7 GB with torch).
     assert after - before < 64 * 1024, (before, after)
     assert children(pid) == []
+
+
+def test_a_server_it_cannot_trust_or_reach_means_a_cold_start(env: dict[str, str]) -> None:
+    folder = warm.socket_path(env).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    mode = folder.stat().st_mode
+    folder.chmod(0o777)  # anyone could put a socket of theirs in the server's place
+    try:
+        out = run(env, FLAGS)
+    finally:
+        folder.chmod(mode)
+    assert "is not this user's own folder; running this trial cold" in out.stderr
+    assert final(out) == final(run(env, FLAGS, cold=True))
+    assert server_pid(env) is None
