@@ -112,7 +112,8 @@ def run_child(
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int | None):
             print(exc.code, file=sys.stderr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside run_main's catch (while starting): as Python ends
+        traceback.print_exc()
         _flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)

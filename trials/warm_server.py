@@ -111,7 +111,7 @@ class Server:
         self.trials: dict[int, Trial] = {}
         self.last_active = time.monotonic()
         self.next_check = 0.0
-        self.has_pidfd = hasattr(os, "pidfd_open")
+        self.has_pidfd = _pidfd_works()
 
     def serve(self, preloaded: Preloaded) -> None:
         self.preloaded = preloaded
@@ -286,6 +286,15 @@ class Server:
                 os.close(trial.pidfd)
         self.selector.close()
         self.listener.close()
+
+
+def _pidfd_works() -> bool:
+    """Linux 5.3 and later: a child's end is an event; before, the loop polls ``waitpid``."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 def kill_group(pgid: int, signum: int) -> None:
