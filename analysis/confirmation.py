@@ -166,7 +166,7 @@ def confirmation_plan(
         if len(entries) != 1:
             raise rerun_rules.PlanRefused(f"the configurations run different entries: {entries}")
         flags, sets = rerun_rules.split_common(sets)
-        command = contract.entry_command(entries.pop(), flags)
+        command = rerun_rules.trial_command(entries.pop(), flags, rerun)
     else:
         command = rerun_rules.user_command(rerun, f"search {foreign[0]}")
     name = confirmation_name(group.model, group.dataset, searches)

@@ -3,7 +3,8 @@ contract, never copied from a stored record.
 
 A stored experiment is untrusted (it may come from an imported file): its trial command, code
 directory, tuner, assessor and training service are never run. A plan is built instead:
-- the command is ``python -m trials.<entry>`` of one of this project's entries, with flags made
+- the command is ``python -m trials.<entry>`` of one of this project's entries (through the warm
+  launcher ``python -m trials.warm <entry>`` on the local training service), with flags made
   from the stored *configuration*, each value put through the entry's own parameter rules (the
   same ``merge`` and checks a trial runs, so a bad value is refused here, not run);
 - the code directory is this installation's; the training service is the one this installation
@@ -179,6 +180,17 @@ def experiment(
     return config
 
 
+def runs_warm(rerun: Rerun) -> bool:
+    """Whether planned trials go through the warm launcher: on NNI's local training service only
+    (a remote machine starts each trial cold)."""
+    return rerun.training_service.get("platform") == "local"
+
+
+def trial_command(entry: str, flags: Mapping[str, Any], rerun: Rerun) -> str:
+    """This installation's command for ``entry`` with ``flags``, warm where it runs locally."""
+    return contract.entry_command(entry, flags, warm=runs_warm(rerun))
+
+
 def user_command(rerun: Rerun, what: str) -> str:
     """The command the user named for a foreign experiment, or why there is none."""
     if rerun.command is None:
@@ -203,8 +215,8 @@ def foreign_reason(stored: Mapping[str, Any] | None, command: str | None) -> str
     if not command or len(command) > contract.MAX_COMMAND_CHARS or _SHELL_SYNTAX.search(command):
         return "its stored trial command is not a plain `python -m trials.<entry>` command"
     argv = command.split()
-    if len(argv) < 3 or not _PYTHON.match(argv[0]) or argv[1] != "-m" or not (
-        (m := contract.ENTRY_MODULE.match(argv[2])) and m.group(1) in contract.ENTRIES
+    if len(argv) < 3 or not _PYTHON.match(argv[0]) or (
+        contract.command_entry(argv[1:]) not in contract.ENTRIES
     ):
         return "its stored trial command does not run one of this project's trial entries"
     for what, builtins in (("tuner", BUILTIN_TUNERS), ("advisor", BUILTIN_TUNERS),

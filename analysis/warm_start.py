@@ -97,7 +97,7 @@ def warm_start(session: Session, group: Group, settings: rerun.Rerun | None = No
         space = {**rerun.search_space(kept, entry), **narrowed}
         flags = {k: v for k, v in params.items() if k not in space and k != contract.SEED
                  and not contract.LAMBDA_KEY.match(k)}  # fmt: skip
-        command = contract.entry_command(entry, flags)
+        command = rerun.trial_command(entry, flags, settings)
         algorithms = {
             what: rerun.algorithm(stored[what], what, builtins)
             for what, builtins in (("tuner", rerun.BUILTIN_TUNERS),

@@ -35,10 +35,11 @@ Measured (2026-11-25, the defaults, 2 cores, quiet machine; 2,852 s in all):
     hyperband/plain: wall 0.41 ± 0.01 (target <= 0.5), trial-epochs 0.15; re-run error +0.10 pp,
     seed-to-seed noise 0.23 pp -> same quality within the noise
 
-Wall time falls less than trial-epochs because every trial pays ~4 s of start-up (torch, NNI and
-the data set) and Hyperband runs 40 trials to plain's 27; the rounds of one bracket also wait for
-their slowest trial. An earlier Medianstop run (10 configurations x 6 epochs) saved little: 0.74x
-wall, 0.87x trial-epochs, since it stops only trials worse than the median (1-4 of 10 here).
+(Those figures are from cold starts, ``--start cold``; trials now start warm by default.)
+Wall time falls less than trial-epochs because every cold trial pays ~4 s of start-up (torch, NNI
+and the data set) and Hyperband runs 40 trials to plain's 27; the rounds of one bracket also wait
+for their slowest trial. An earlier Medianstop run (10 configurations x 6 epochs) saved little:
+0.74x wall, 0.87x trial-epochs, since it stops only trials worse than the median (1-4 of 10 here).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def experiment_config(args: argparse.Namespace, arm: str, seed: int) -> dict[str
         "experimentName": f"search-speed-{arm}-{seed}",
         "searchSpace": SEARCH_SPACE,
         "trialCommand": (
-            f"python -m trials.mlp --model mlp4 --dataset {args.dataset} --epochs {args.epochs} "
+            f"python -m {'trials.warm mlp' if args.start == 'warm' else 'trials.mlp'} "
+            f"--model mlp4 --dataset {args.dataset} --epochs {args.epochs} "
             f"--lr {args.lr} --threads 1"
         ),
         "trialCodeDirectory": str(REPO),
@@ -182,6 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eta", type=int, default=3, help="Hyperband's halving rate")
     parser.add_argument("--lr", type=float, default=0.05, help="the trials' learning rate")
     parser.add_argument("--concurrency", type=int, default=2, help="trials at a time")
+    parser.add_argument("--start", choices=("warm", "cold"), default="warm",
+                        help="trials start warm (python -m trials.warm mlp, the default) or cold")
     parser.add_argument("--start-step", type=int, default=3, help="Medianstop's start_step")
     parser.add_argument("--tuner-seeds", default="1,2,3", help="one search per arm per seed")
     parser.add_argument("--rerun-seeds", default="100,101,102", help="fresh training seeds")

@@ -3,11 +3,15 @@
 1. ``python -m trials.mlp`` on Fashion-MNIST, 100 epochs, NSR on the logits (λ = 7.4865, the
    official code's), timed from process start to exit: data loading, training, per-epoch
    validation, the variance probes and the test evaluation all included.
-2. A real NNI experiment (local training service, one trial at a time, 1-epoch digits trials):
-   per trial, the time from NNI's trial start to its first reported epoch, beside the same span
-   measured for the same command run by hand, so NNI's own share is visible.
+2. Real NNI experiments (local training service, one trial at a time, 1-epoch digits trials),
+   one with cold starts (``python -m trials.mlp``) and one with warm ones (``python -m trials.warm
+   mlp``, forked from a warm server), in the same run: per trial, the time from NNI's trial start
+   to its first reported epoch (cold: beside the same span for the command run by hand, so NNI's
+   own share is visible), the idle gap between trials, and the whole experiment.
+3. With ``--quickstart``: the quickstart's whole search (12 trials, 2 at a time), cold then warm.
 
-    python benchmarks/trial_time.py [--epochs 100] [--nni-trials 4] [--skip-full]
+    python benchmarks/trial_time.py [--epochs 100] [--nni-trials 4] [--skip-full] [--start both]
+                                    [--quickstart]
 """
 
 from __future__ import annotations
@@ -100,8 +104,13 @@ def by_hand_to_first_epoch(command: str) -> float:
     return first
 
 
-def nni_overhead(trials: int) -> None:
+def nni_overhead(trials: int, warm: bool) -> dict[str, float]:
+    """One NNI experiment of ``trials`` 1-epoch trials, one at a time, cold (``python -m
+    trials.mlp``) or warm (``python -m trials.warm mlp``); its medians."""
     config = tiny_config(max_trials=trials, epochs=1, concurrency=1)
+    if warm:
+        command = config["trialCommand"].replace("-m trials.mlp ", "-m trials.warm mlp ")
+        config["trialCommand"] = command
     with tempfile.TemporaryDirectory() as home:
         exp = NNIExperiment(home=Path(home), port=free_port())
         t0 = time.perf_counter()
@@ -116,22 +125,64 @@ def nni_overhead(trials: int) -> None:
         if m["type"] == "PERIODICAL":
             tid = m["trialJobId"]
             first_metric[tid] = min(first_metric.get(tid, 1 << 62), int(m["timestamp"]))
-    spans = [(first_metric[t["trialJobId"]] - t["startTime"]) / 1000 for t in exp.trials
+    ordered = sorted(exp.trials, key=lambda t: t["startTime"])
+    spans = [(first_metric[t["trialJobId"]] - t["startTime"]) / 1000 for t in ordered
              if t["trialJobId"] in first_metric]
     ends = sorted(t["endTime"] for t in exp.trials)
     starts = sorted(t["startTime"] for t in exp.trials)
     gaps = [(s - e) / 1000 for e, s in zip(ends[:-1], starts[1:], strict=True)]
-    hand = [by_hand_to_first_epoch(config["trialCommand"]) for _ in range(2)]
-    print(f"NNI per-trial overhead ({len(spans)} trials, one at a time, 1-epoch digits MLP-4):")
+    label = "warm (python -m trials.warm mlp)" if warm else "cold (python -m trials.mlp)"
+    print(f"NNI, {label}: {len(spans)} trials, one at a time, 1-epoch digits MLP-4:")
     print(f"  trial start -> first epoch reported: median {statistics.median(spans):.2f} s "
-          f"(min {min(spans):.2f}, max {max(spans):.2f})")
-    print(f"  same command by hand, process start -> first epoch: median "
-          f"{statistics.median(hand):.2f} s  => NNI's own share ~"
-          f"{statistics.median(spans) - statistics.median(hand):.2f} s")
+          f"(min {min(spans):.2f}, max {max(spans):.2f}"
+          + (f"; the first trial, which starts the server: {spans[0]:.2f} s)" if warm else ")"))
+    if not warm:
+        hand = [by_hand_to_first_epoch(config["trialCommand"]) for _ in range(2)]
+        print(f"  same command by hand, process start -> first epoch: median "
+              f"{statistics.median(hand):.2f} s  => NNI's own share ~"
+              f"{statistics.median(spans) - statistics.median(hand):.2f} s")
     if gaps:
         print(f"  idle gap between one trial's end and the next one's start: median "
               f"{statistics.median(gaps):.2f} s")
     print(f"  whole experiment: {total:.1f} s for {trials} trials", flush=True)
+    return {"span": statistics.median(spans), "later": statistics.median(spans[1:] or spans),
+            "gap": statistics.median(gaps) if gaps else float("nan"), "total": total}
+
+
+def quickstart_search(warm: bool) -> float:
+    """Wall time of the quickstart's search (search_spaces/quickstart.yml: 12 trials, 2 at a
+    time), from ``nnictl create`` to its end, with warm or cold trial starts."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "search_spaces" / "quickstart.yml").read_text())
+    config["trialCodeDirectory"] = str(REPO)
+    if not warm:
+        config["trialCommand"] = config["trialCommand"].replace("-m trials.warm mlp ",
+                                                                "-m trials.mlp ")
+    with tempfile.TemporaryDirectory() as home:
+        exp = NNIExperiment(home=Path(home), port=free_port())
+        t0 = time.perf_counter()
+        exp.create(config)
+        try:
+            exp.wait(timeout=1200)
+        finally:
+            exp.stop()
+        wall = time.perf_counter() - t0
+    done = sum(t["status"] == "SUCCEEDED" for t in exp.trials)
+    print(f"quickstart search, {'warm' if warm else 'cold'}: {wall:.1f} s "
+          f"({done}/{len(exp.trials)} trials succeeded)", flush=True)
+    return wall
+
+
+def compare(cold: dict[str, float], warm: dict[str, float]) -> None:
+    print("warm vs cold, same run:")
+    print(f"  trial start -> first epoch: {cold['span']:.2f} s cold, {warm['span']:.2f} s warm "
+          f"({warm['span'] / cold['span']:.2f}x; warm after the first trial: "
+          f"{warm['later']:.2f} s)   goal warm <= 0.5 s after the first: "
+          f"{'PASS' if warm['later'] <= 0.5 else 'FAIL'}")
+    print(f"  idle gap: {cold['gap']:.2f} s cold, {warm['gap']:.2f} s warm")
+    print(f"  whole experiment: {cold['total']:.1f} s cold, {warm['total']:.1f} s warm "
+          f"({warm['total'] / cold['total']:.2f}x)", flush=True)
 
 
 def main() -> None:
@@ -141,6 +192,10 @@ def main() -> None:
     parser.add_argument("--nni-trials", type=int, default=4, help="trials in the NNI experiment")
     parser.add_argument("--skip-full", action="store_true", help="only measure NNI's overhead")
     parser.add_argument("--skip-nni", action="store_true", help="only time the full trial")
+    parser.add_argument("--quickstart", action="store_true",
+                        help="also time the quickstart's whole search, cold then warm")
+    parser.add_argument("--start", choices=("both", "cold", "warm"), default="both",
+                        help="how NNI's trials start: cold, warm, or both in one run (default)")
     args = parser.parse_args()
     if args.epochs < 1:
         parser.error(f"--epochs {args.epochs}: must be >= 1")
@@ -149,7 +204,15 @@ def main() -> None:
     if not args.skip_full:
         full_trial(args.epochs)
     if not args.skip_nni:
-        nni_overhead(args.nni_trials)
+        modes = {"cold": [False], "warm": [True], "both": [False, True]}[args.start]
+        results = [nni_overhead(args.nni_trials, warm) for warm in modes]
+        if len(results) == 2:
+            compare(*results)
+    if args.quickstart:
+        cold_wall, warm_wall = quickstart_search(warm=False), quickstart_search(warm=True)
+        print(f"quickstart search wall time: {cold_wall:.1f} s cold, {warm_wall:.1f} s warm "
+              f"({warm_wall / cold_wall:.2f}x; goal <= 0.6x: "
+              f"{'PASS' if warm_wall <= 0.6 * cold_wall else 'FAIL'})", flush=True)
 
 
 if __name__ == "__main__":

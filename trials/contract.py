@@ -311,8 +311,10 @@ def flatten_nested(params: Mapping[str, Any], *, strict: bool = True) -> dict[st
 
 
 # ---------------------------------------------------------------- trial command <-> flags
-#: ``python -m trials.<entry>``: the trial entries this project runs.
+#: ``python -m trials.<entry>``: the trial entries this project runs; ``python -m trials.warm
+#: <entry>`` runs the same entry through a warm server (trials/warm.py), with the same flags.
 ENTRY_MODULE = re.compile(r"^trials\.(\w+)$")
+WARM_MODULE = "trials.warm"
 
 
 def flag_of(key: str) -> str:
@@ -325,9 +327,12 @@ def key_of(flag: str) -> str:
     return flag.removeprefix("--").replace("-", "_")
 
 
-def entry_command(entry: str, params: Mapping[str, Any], python: str = "python") -> str:
-    """The command that runs trial entry ``entry`` with ``params`` as flags (shell-quoted)."""
-    argv = [python, "-m", f"trials.{entry}"]
+def entry_command(
+    entry: str, params: Mapping[str, Any], python: str = "python", warm: bool = False
+) -> str:
+    """The command that runs trial entry ``entry`` with ``params`` as flags (shell-quoted); with
+    ``warm``, through the warm launcher (``python -m trials.warm <entry> ...``)."""
+    argv = [python, "-m", WARM_MODULE, entry] if warm else [python, "-m", f"trials.{entry}"]
     for key, value in params.items():
         argv += [flag_of(key), str(value)]
     return shlex.join(argv)
@@ -340,9 +345,21 @@ MAX_COMMAND_CHARS = 16_384
 MAX_COMMAND_FLAGS = 256
 
 
+def command_entry(argv: Sequence[str]) -> str | None:
+    """The entry that ``-m trials.<entry> ...`` or ``-m trials.warm <entry> ...`` (a command's
+    words after the interpreter) runs, else None."""
+    if len(argv) < 2 or argv[0] != "-m":
+        return None
+    if argv[1] == WARM_MODULE:
+        return argv[2] if len(argv) > 2 and re.fullmatch(r"\w+", argv[2]) else None
+    m = ENTRY_MODULE.match(argv[1])
+    return m.group(1) if m else None
+
+
 def parse_command(command: str | None) -> dict[str, Any]:
     """The flags of a trial command as parameters: ``python -m trials.mlp --model mlp4
-    --lambda-4 2`` -> {"entry": "mlp", "model": "mlp4", "lambda_4": "2"} (values as text).
+    --lambda-4 2`` (or ``python -m trials.warm mlp --model mlp4 --lambda-4 2``) -> {"entry":
+    "mlp", "model": "mlp4", "lambda_4": "2"} (values as text).
 
     Never raises: a command that is not ours gives what can be read of it (unbalanced quotes fall
     back to white space); one over ``MAX_COMMAND_CHARS`` gives nothing, and flags beyond
@@ -355,8 +372,8 @@ def parse_command(command: str | None) -> dict[str, Any]:
         argv = command.split()
     flags: dict[str, Any] = {}
     for i, arg in enumerate(argv):
-        if arg == "-m" and i + 1 < len(argv) and (m := ENTRY_MODULE.match(argv[i + 1])):
-            flags[ENTRY] = m.group(1)
+        if arg == "-m" and (entry := command_entry(argv[i:])):
+            flags[ENTRY] = entry
         if not arg.startswith("--") or len(arg) == 2:
             continue
         if len(flags) >= MAX_COMMAND_FLAGS:

@@ -7,12 +7,20 @@
 torchvision
 downloads them into the torchvision layout (with a short socket timeout); offline, that fails fast
 and the trial stops with one line that says where to put which files.
+
+Decoded arrays are cached as ``.npy`` under the cache dir (``decoded``), keyed by the source file's
+path, size and mtime and by ``DECODE_VERSION``, so a trial reads its data set without the gzip or
+CSV decode; ``NSR_DATA_CACHE=0`` turns the cache off. A warm-trial server (``trials/warm_server``)
+also keeps them in memory (``keep_decoded``), for the trials it forks.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -20,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trials.params import TrialError, default_data_root
+from trials.params import TrialError, cache_root, default_data_root
 
 IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist")
 IDX_FILES = {
@@ -32,6 +40,59 @@ IDX_FILES = {
 TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 # MNIST: 60,000 training images -> 50,000 train / 10,000 validation (the paper's split).
 MNIST_VALIDATION = 10_000
+#: Part of every decoded-array cache key: bump it when a decoder's output changes.
+DECODE_VERSION = 1
+
+_kept: dict[tuple[str, int, int, str], np.ndarray] | None = None  # in-memory, warm server only
+
+
+def keep_decoded() -> None:
+    """Keep every array ``decoded`` returns in this process's memory too (the warm server does,
+    so that the trials it forks share them)."""
+    global _kept
+    if _kept is None:
+        _kept = {}
+
+
+def decoded(path: Path, decode: Callable[[Path], np.ndarray]) -> np.ndarray:
+    """``decode(path)``, read from the ``.npy`` cache when the source file is unchanged (same
+    resolved path, size, mtime, decoder and ``DECODE_VERSION``), else decoded and cached.
+
+    The array is read-only. A cache that cannot be read or written is decoded around, never an
+    error: the cache only saves time."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, decode.__name__)
+    if _kept is not None and key in _kept:
+        return _kept[key]
+    array = None
+    target = None
+    if os.environ.get("NSR_DATA_CACHE", "1") != "0":
+        digest = hashlib.sha256(repr((key, DECODE_VERSION)).encode()).hexdigest()[:24]
+        target = cache_root() / "decoded" / f"{path.name.split('.')[0]}-{digest}.npy"
+        try:
+            array = np.load(target, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            array = None
+    if array is None:
+        array = decode(path)
+        if target is not None:
+            _write_npy(target, array)
+    array.setflags(write=False)
+    if _kept is not None:
+        _kept[key] = array
+    return array
+
+
+def _write_npy(target: Path, array: np.ndarray) -> None:
+    # Written beside it, then renamed: a concurrent reader sees the whole file or none.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -137,7 +198,7 @@ def load_idx_dataset(name: str, data_root: str, split_seed: int, download: bool 
         path = _idx_path(directory, stem)
         assert path is not None
         try:
-            arrays[key] = _read_idx(path)
+            arrays[key] = decoded(path, _read_idx)
         except (OSError, EOFError, ValueError) as exc:
             raise TrialError(f"data set {name!r}: cannot read {path}: {exc}") from None
     to_x = lambda a: torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)  # noqa: E731
@@ -162,8 +223,12 @@ def digits_csv() -> Path:
     return path
 
 
+def _read_digits(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", dtype=np.float32)  # (1797, 65): pixels, label
+
+
 def load_digits_dataset(split_seed: int) -> Splits:
-    table = np.loadtxt(digits_csv(), delimiter=",", dtype=np.float32)  # (1797, 65): pixels, label
+    table = decoded(digits_csv(), _read_digits)
     x = torch.from_numpy(table[:, :-1] / 16.0)  # (1797, 64), pixels 0..16
     y = torch.from_numpy(table[:, -1].astype(np.int64))
     # 1,797 images: 60 % train, 20 % validation, 20 % test, by the fixed split seed.
@@ -181,3 +246,22 @@ def load_image_dataset(
     if name == "digits":
         return load_digits_dataset(split_seed)
     return load_idx_dataset(name, data_root or default_data_root(), split_seed, download)
+
+
+def decode_image_dataset(name: str, data_root: str | None = None) -> bool:
+    """Decode ``name``'s files into the cache (``decoded``) without building any tensor, nor
+    downloading; False where the data set is not there (its trial will say so)."""
+    try:
+        if name == "digits":
+            decoded(digits_csv(), _read_digits)
+            return True
+        if name not in IMAGE_DATASETS:
+            return False
+        directory = _find_idx_dir(name, data_root or default_data_root(), download=False)
+        for stem in IDX_FILES.values():
+            path = _idx_path(directory, stem)
+            if path is not None:
+                decoded(path, _read_idx)
+    except (TrialError, OSError, EOFError, ValueError):
+        return False
+    return True

@@ -16,12 +16,14 @@ from types import ModuleType
 
 import torch
 
+from trials.params import cache_root
+
 KERNEL_SOURCE = Path(__file__).with_name("csrc") / "nsr_cpu.cpp"
 
 
 def kernel_build_dir() -> Path:
     """Where the compiled kernel is cached: one folder per source, torch and Python version."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nsr-search"
+    root = cache_root()
     digest = hashlib.sha256(KERNEL_SOURCE.read_bytes()).hexdigest()[:12]
     tag = f"torch{torch.__version__.split('+')[0]}-py{sys.version_info[0]}{sys.version_info[1]}"
     return root / "kernels" / f"{tag}-{digest}"

@@ -176,6 +176,12 @@ def require_at_least(params: object, bounds: Mapping[str, int]) -> None:
             raise TrialError(f"{name}={value} must be >= {low}")
 
 
+def cache_root(env: Mapping[str, str] = os.environ) -> Path:
+    """This project's cache folder (compiled kernels, decoded data sets, warm-trial sockets):
+    ``$XDG_CACHE_HOME/nsr-search``, else ``~/.cache/nsr-search``."""
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nsr-search"
+
+
 def default_data_root() -> str:
     """Where offline data sets live: ``$NSR_DATA_ROOT``, else under the user's data directory."""
     return os.environ.get("NSR_DATA_ROOT", str(Path.home() / ".local/share/nsr-search/data"))

@@ -125,3 +125,12 @@ def test_checked_params_refuses_an_unknown_entry_and_coerces_values() -> None:
     entry, params = rerun.checked_params({"entry": "mlp", "epochs": "3", "layers": "4"})
     assert entry == "mlp" and params == {"epochs": 3, "layers": "4"}
     assert contract.entry_command(entry, params) == "python -m trials.mlp --epochs 3 --layers 4"
+
+
+def test_plans_run_warm_on_the_local_service_and_a_warm_search_is_ours() -> None:
+    local, team = Rerun(), Rerun(TEAM)
+    flags = {"epochs": 3}
+    assert rerun.trial_command("mlp", flags, local) == "python -m trials.warm mlp --epochs 3"
+    assert rerun.trial_command("mlp", flags, team) == "python -m trials.mlp --epochs 3"
+    assert rerun.foreign_reason({}, "python -m trials.warm mlp --model mlp4") is None
+    assert "does not run" in (rerun.foreign_reason({}, "python -m trials.warm evil --x 1") or "")

@@ -22,6 +22,8 @@ from storage.nni.records import RawExperiment, RawTrial
 from storage.schemas import confirmation_name
 
 CMD = "python -m trials.mlp --model mlp4 --dataset digits --epochs {epochs} --lr 0.1"
+#: What a plan runs on the local training service: the same trial through the warm launcher.
+WARM_CMD = "python -m trials.warm mlp --model mlp4 --dataset digits --epochs {epochs} --lr 0.1"
 
 
 def final(val, test, config=None, var=(20.0, 30.0, 40.0)):
@@ -117,7 +119,7 @@ def test_confirmation_plan_then_verdict_uses_only_confirmation_trials(searched):
     assert plan.seeds == [FIRST_FRESH_SEED, FIRST_FRESH_SEED + 1, FIRST_FRESH_SEED + 2]
     exp = yaml.safe_load(plan.yaml)
     assert exp["tuner"] == {"name": "Batch"} and exp["maxTrialNumber"] == 9 == plan.n_trials
-    assert exp["trialCommand"] == CMD.format(epochs=15)
+    assert exp["trialCommand"] == WARM_CMD.format(epochs=15)
     assert "trialCommand" not in exp["trainingService"]
     sets = exp["searchSpace"]["combine_params"]["_value"]
     assert sets[0] == {"layers": "3", "lambda_3": 2.0, "seed": FIRST_FRESH_SEED}
@@ -187,7 +189,7 @@ def test_warm_start_narrows_layers_and_lambda(searched):
     assert space["lambda_3"]["_value"] == pytest.approx([2.0 / 3, 90.0])
     assert space["lambda_4"]["_value"] == pytest.approx([0.05 / 3, 1.5])
     assert space["seed"] == {"_type": "choice", "_value": [0, 1, 2]}
-    assert ws.experiment["trialCommand"] == CMD.format(epochs=15)
+    assert ws.experiment["trialCommand"] == WARM_CMD.format(epochs=15)
     assert yaml.safe_load(ws.yaml) == ws.experiment
 
 

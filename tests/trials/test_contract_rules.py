@@ -33,6 +33,19 @@ def test_entry_command_and_parse_command_are_inverse() -> None:
     assert parsed == {"entry": "mlp", **{k: str(v) for k, v in params.items()}}
 
 
+def test_the_warm_launcher_command_parses_as_the_cold_one() -> None:
+    params = {"model": "mlp4", "dataset": "digits", "layers": "4", "lambda_4": 7.5, "seed": 1}
+    warm = contract.entry_command("mlp", params, warm=True)
+    assert warm.startswith("python -m trials.warm mlp --model mlp4")
+    assert contract.parse_command(warm) == contract.parse_command(
+        contract.entry_command("mlp", params)
+    )
+    assert contract.parse_command(warm)["entry"] == "mlp"
+    assert contract.command_entry(["-m", "trials.warm"]) is None
+    assert contract.command_entry(["-m", "trials.warm", "--model"]) is None
+    assert contract.command_entry(["-m", "trials.cnn"]) == "cnn"
+
+
 def test_parse_command_is_bounded_before_parsing() -> None:
     huge = "python -m trials.mlp --model " + "x" * 900_000
     t0 = time.process_time()

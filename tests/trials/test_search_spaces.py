@@ -41,9 +41,26 @@ def _values(space: dict, key: str) -> list:
 
 
 def _entry(config: dict) -> tuple[object, list[str]]:
+    """(the trial module the command runs, its flags), cold or through the warm launcher."""
     argv = shlex.split(config["trialCommand"])
-    assert argv[:2] == ["python", "-m"] and argv[2].startswith("trials."), argv
-    return importlib.import_module(argv[2]), argv[3:]
+    entry = contract.command_entry(argv[1:])
+    assert argv[0] == "python" and entry in contract.ENTRIES, argv
+    flags = argv[4:] if argv[2] == contract.WARM_MODULE else argv[3:]
+    return importlib.import_module(f"trials.{entry}"), flags
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_local_searches_start_warm_and_remote_ones_cold(path: Path) -> None:
+    """The warm launcher on NNI's local training service; a remote machine starts each trial
+    cold. Either way storage reads the same entry and flags back from the command."""
+    config = yaml.safe_load(path.read_text())
+    argv = shlex.split(config["trialCommand"])
+    warm = config["trainingService"]["platform"] == "local"
+    assert (argv[2] == contract.WARM_MODULE) == warm, argv
+    cold = ["python", "-m", f"trials.{argv[3]}", *argv[4:]] if warm else argv
+    assert contract.parse_command(config["trialCommand"]) == contract.parse_command(
+        shlex.join(cold)
+    )
 
 
 def _command_params(config: dict) -> tuple[object, type, object]:
@@ -170,7 +187,11 @@ def test_remote_search_is_mlp4_on_several_machines() -> None:
     remote = yaml.safe_load((REPO / "search_spaces" / "mlp4-remote.yml").read_text())
     local = yaml.safe_load((REPO / "search_spaces" / "mlp4.yml").read_text())
     assert remote["searchSpace"] == local["searchSpace"]
-    assert remote["trialCommand"] == local["trialCommand"]
+    # The same trials, started cold on the remote machines (warm locally).
+    assert contract.parse_command(remote["trialCommand"]) == contract.parse_command(
+        local["trialCommand"]
+    )
+    assert remote["trialCommand"].startswith("python -m trials.mlp ")
     ts = ExperimentConfig.load(str(REPO / "search_spaces" / "mlp4-remote.yml")).training_service
     assert ts.platform == "remote" and len(ts.machine_list) >= 2
     assert all(m.python_path and m.user for m in ts.machine_list)
