@@ -18,11 +18,13 @@ says so (``fitted=False`` and why).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from storage.db import Session
 from storage.queries import Group, list_scored_trials, resolve_budget, search_trials
+from storage.schemas import SubsetLambda
 
 MIN_TRIALS = 6  # per regularized layer: fewer than that fits the noise, not a curve
 GRID_1D = 101
@@ -168,3 +170,19 @@ def group_lambda_responses_json(session: Session, group: Group) -> bytes:
          "responses": group_lambda_responses(session, group)},
         option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
     )  # fmt: skip
+
+
+def subset_lambda(response: LambdaResponse | Mapping[str, Any]) -> SubsetLambda:
+    """``best-lambda``'s summary of one response (or of its JSON, as the cache holds it):
+    recommended λ, near-optimal range, trials and noise sd; null with the reason when unfitted."""
+    r = asdict(response) if isinstance(response, LambdaResponse) else response
+    fitted = bool(r["fitted"])
+    return SubsetLambda(
+        layers=list(r["layers"]),
+        n_trials=r["n_trials"],
+        recommended=r["recommended"] if fitted else None,
+        range=r["range"] if fitted else None,
+        noise=r["noise_sd"] if fitted else None,
+        best_fitted_error=r["best_fitted_error"] if fitted else None,
+        reason=r["reason"],
+    )

@@ -8,6 +8,7 @@ import json
 import math
 import random
 
+from analysis.best import best_lambda_per_layer
 from analysis.lambda_response import (
     MIN_TRIALS,
     fit_lambda_response,
@@ -112,3 +113,6 @@ def test_the_fit_sees_only_full_budget_search_trials(db) -> None:
         assert four.n_trials == 13 == len(four.trial_errors) == len(four.trial_lambdas[4])
         assert max(four.trial_errors) < 60  # no partial rung (90), no confirmation run (70)
         assert 20.5 in four.trial_errors  # Hyperband's full-budget trial
+        with db.session_scope() as s:
+            (fit,) = best_lambda_per_layer(s, group, fits=True).subsets
+        assert fit.layers == [4] and fit.n_trials == 13 and fit.recommended == four.recommended
