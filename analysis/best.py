@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
+from analysis.lambda_response import group_lambda_responses, subset_lambda
 from storage.db import Session
 from storage.errors import NotFound
 from storage.queries import (
@@ -65,16 +68,33 @@ def best_config(session: Session, group: Group) -> BestConfig:
     )
 
 
-def best_lambda_per_layer(session: Session, group: Group) -> BestLambdas:
-    """For each layer, the λ of the best single-layer NSR search trial on it."""
+LAMBDA_CAVEAT = (
+    "layers[].lam is the best single search trial on its layer (one seed, biased low); "
+    "subsets[].recommended is fitted on every full-budget search trial of the subset; compare "
+    "gives the confirmed verdict"
+)
+
+
+def best_lambda_per_layer(session: Session, group: Group, *, fits: bool = False) -> BestLambdas:
+    """For each layer, the λ of the best single-layer NSR search trial on it; with ``fits``, per
+    NSR layer subset also the fitted λ-response's recommendation (``analysis.lambda_response``:
+    a Gaussian-process fit, seconds on large groups; the service takes it from the cached
+    λ-response instead, see :func:`with_fits`)."""
     choice = resolve_budget(session, group)
     layers = best_nsr_trial_per_layer(session, search_trials(group, choice.budget))
+    subsets = [subset_lambda(r) for r in group_lambda_responses(session, group)] if fits else []
     return BestLambdas(
-        **answer_fields(group, choice),
-        layers=layers,
-        caveat="each λ is the best single search trial on its layer (one seed); "
-        "compare gives the confirmed verdict",
-    )  # fmt: skip
+        **answer_fields(group, choice), layers=layers, subsets=subsets, caveat=LAMBDA_CAVEAT
+    )
+
+
+def with_fits(best_lambdas: bytes, lambda_responses: bytes) -> bytes:
+    """``best-lambda``'s JSON: the single-trial answer (``best_lambda_per_layer``'s JSON) with
+    the subsets of the λ-response's (``group_lambda_responses_json``), so the service fits each
+    group once per data version for both routes."""
+    answer = BestLambdas.model_validate_json(best_lambdas)
+    fits = [subset_lambda(r) for r in orjson.loads(lambda_responses)["responses"]]
+    return answer.model_copy(update={"subsets": fits}).model_dump_json().encode()
 
 
 def layer_recommendation(session: Session, group: Group) -> LayerRecommendation:

@@ -18,11 +18,13 @@ says so (``fitted=False`` and why).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from storage.db import Session
-from storage.queries import Group, TrialSelection, list_scored_trials, resolve_budget
+from storage.queries import Group, list_scored_trials, resolve_budget, search_trials
+from storage.schemas import SubsetLambda
 
 MIN_TRIALS = 6  # per regularized layer: fewer than that fits the noise, not a curve
 GRID_1D = 101
@@ -47,6 +49,10 @@ class LambdaResponse:
     mean: list[float] = field(default_factory=list)
     band_low: list[float] = field(default_factory=list)
     band_high: list[float] = field(default_factory=list)
+    #: The trials fitted on (the plots draw them under the curve): λ per layer, and their
+    #: validation errors, in the same order.
+    trial_lambdas: dict[int, list[float]] = field(default_factory=dict)
+    trial_errors: list[float] = field(default_factory=list)
 
 
 def min_trials(n_layers: int) -> int:
@@ -70,12 +76,15 @@ def fit_lambda_response(
     ]
     n = len(rows)
     need = min_trials(d)
+    seen = {
+        "trial_lambdas": {k: [r[0][i] for r in rows] for i, k in enumerate(layers_t)},
+        "trial_errors": [r[1] for r in rows],
+    }
     if d not in (1, 2):
-        return LambdaResponse(layers_t, n, False, f"a fit covers 1 or 2 layers, not {d}")
+        return LambdaResponse(layers_t, n, False, f"a fit covers 1 or 2 layers, not {d}", **seen)
     if n < need:
-        return LambdaResponse(
-            layers_t, n, False, f"{n} trials with a λ on layers {layers_t}: a fit needs {need}"
-        )
+        why = f"{n} trials with a λ on layers {layers_t}: a fit needs {need}"
+        return LambdaResponse(layers_t, n, False, why, **seen)
     x = np.log10(np.asarray([r[0] for r in rows], dtype=float))  # (n, d)
     y = np.asarray([r[1] for r in rows], dtype=float)  # (n,)
     y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
@@ -116,6 +125,7 @@ def fit_lambda_response(
         mean=[float(v) for v in mu],
         band_low=[float(v) for v in mu - 2 * sd_mean],
         band_high=[float(v) for v in mu + 2 * sd_mean],
+        **seen,
     )
 
 
@@ -129,12 +139,14 @@ def in_range(response: LambdaResponse, lambdas: dict[int, float]) -> bool:
 
 def group_lambda_responses(session: Session, group: Group) -> list[LambdaResponse]:
     """The fitted λ-response of every NSR layer subset of one or two layers in the group's
-    budget, over its finished (SUCCEEDED) trials with a validation error; fewest layers first."""
+    budget, over its full-budget *search* trials with a validation error (never a partial one,
+    such as an early-stopped trial or a Hyperband trial on a lower rung, even with
+    ``include_partial``; never a confirmation run); fewest layers first."""
     budget = resolve_budget(session, group).budget
-    sel = TrialSelection(model=group.model, dataset=group.dataset, budgets=(budget,),
-                         families=("nsr",), statuses=("SUCCEEDED",))  # fmt: skip
+    full = replace(group, include_partial=False)
+    trials = replace(search_trials(full, budget), family="nsr")
     by_subset: dict[tuple[int, ...], tuple[list[list[float]], list[float]]] = {}
-    for t in list_scored_trials(session, sel):
+    for t in list_scored_trials(session, trials):
         key = tuple(sorted(t.strengths.lambdas))
         if key and len(key) <= 2:
             lams, errs = by_subset.setdefault(key, ([], []))
@@ -158,3 +170,19 @@ def group_lambda_responses_json(session: Session, group: Group) -> bytes:
          "responses": group_lambda_responses(session, group)},
         option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
     )  # fmt: skip
+
+
+def subset_lambda(response: LambdaResponse | Mapping[str, Any]) -> SubsetLambda:
+    """``best-lambda``'s summary of one response (or of its JSON, as the cache holds it):
+    recommended λ, near-optimal range, trials and noise sd; null with the reason when unfitted."""
+    r = asdict(response) if isinstance(response, LambdaResponse) else response
+    fitted = bool(r["fitted"])
+    return SubsetLambda(
+        layers=list(r["layers"]),
+        n_trials=r["n_trials"],
+        recommended=r["recommended"] if fitted else None,
+        range=r["range"] if fitted else None,
+        noise=r["noise_sd"] if fitted else None,
+        best_fitted_error=r["best_fitted_error"] if fitted else None,
+        reason=r["reason"],
+    )

@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
+from storage.lambda_schemas import SubsetLambda
+
 T = TypeVar("T")
 
 
@@ -168,7 +170,10 @@ class LayerLambda(BaseModel):
 
 
 class BestLambdas(GroupAnswer):
-    layers: list[LayerLambda]
+    layers: list[LayerLambda] = Field(description="per layer, its best single search trial")
+    subsets: list[SubsetLambda] = Field(
+        default=[], description="per NSR layer subset (1-2 layers), the fitted λ-response"
+    )
     caveat: str | None = Field(description="each λ is one search trial's: see compare")
 
 

@@ -23,6 +23,7 @@ from service.api.params import (
     RerunDep,
     TrialSelectionDep,
 )
+from service.cache import JsonBytes, ResponseCache
 from service.deps import (
     WRITE_RESPONSES,
     BearerDep,
@@ -66,8 +67,16 @@ async def best_config(cache: CacheDep, group: GroupDep) -> Response:
 
 @router.get("/{model}/{dataset}/best-lambda", response_model=BestLambdas)
 async def best_lambda(cache: CacheDep, group: GroupDep) -> Response:
-    """Per layer, the λ of the best single-layer NSR search trial on it."""
-    return await cache.json(("best-lambda", group), lambda s: best.best_lambda_per_layer(s, group))
+    """Per layer, the λ of the best single-layer NSR search trial on it; per NSR layer subset
+    (one or two layers), the λ-response fit's recommended λ, near-optimal range, trials and
+    noise sd (null, with the reason, below the minimum of trials)."""
+    single, fits = await asyncio.gather(
+        cache.bytes(("best-lambda", group), JsonBytes(partial(best.best_lambda_per_layer,
+                                                              group=group))),
+        # The same heavy cache entry as …/lambda-response: one fit per data version for both.
+        _lambda_responses(cache, group),
+    )  # fmt: skip
+    return Response(best.with_fits(single, fits), media_type="application/json")
 
 
 @router.get("/{model}/{dataset}/lambda-response")
@@ -75,10 +84,15 @@ async def lambda_response(cache: CacheDep, group: GroupDep) -> Response:
     """Per NSR layer subset (one or two layers), validation error fitted on log10 λ (a Gaussian
     process with a noise term): the recommended λ, the near-optimal range, the noise and the
     fitted curve with its band (a grid for two layers); below the minimum of trials, why not."""
+    return Response(await _lambda_responses(cache, group), media_type="application/json")
+
+
+async def _lambda_responses(cache: ResponseCache, group: queries.Group) -> bytes:
     # A picklable partial of a module-level function: heavy answers run in a worker process.
+    # The fit ignores include_partial (full-budget trials only): one entry for both values.
+    group = replace(group, include_partial=False)
     compute = partial(group_lambda_responses_json, group=group)
-    body = await cache.bytes(("lambda-response", group), compute, heavy=True)
-    return Response(body, media_type="application/json")
+    return await cache.bytes(("lambda-response", group), compute, heavy=True)
 
 
 @router.get("/{model}/{dataset}/recommendation", response_model=LayerRecommendation)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from storage.errors import InvalidValue
 from storage.models import Experiment, Trial
 from storage.queries.experiments import get_experiment
-from storage.queries.groups import require_model_dataset
+from storage.queries.groups import TrialSet, require_model_dataset, trial_set_conditions
 from storage.queries.selection import TrialSelection, selection_conditions
 from storage.schemas import CompareGroup, CompareSeries, TrialPoints
 from trials import contract
@@ -160,15 +160,21 @@ class ScoredTrial:
     strengths: contract.Strengths
 
 
-def list_scored_trials(session: Session, sel: TrialSelection) -> list[ScoredTrial]:
-    """The selected trials that have a finite validation error, in the order they were stored."""
+def list_scored_trials(session: Session, sel: TrialSelection | TrialSet) -> list[ScoredTrial]:
+    """The selected trials that have a finite validation error, in the order they were stored.
+    A ``TrialSet`` selects as every group answer does: one budget, its searches' full-budget
+    trials (or its confirmation runs'), optionally one family."""
+    if isinstance(sel, TrialSet):
+        where = trial_set_conditions(sel)
+    else:
+        where = selection_conditions(session, sel)
     q = (
         select(
             Trial.layers, Trial.family, Trial.seed, Trial.budget, Trial.val_error,
             Trial.config, Trial.parameters,
         )
         .join(Experiment, Trial.experiment_id == Experiment.id)
-        .where(*selection_conditions(session, sel), Trial.val_error.is_not(None))
+        .where(*where, Trial.val_error.is_not(None))
         .order_by(Trial.id)
     )  # fmt: skip
     return [

@@ -116,3 +116,47 @@ def test_pages_show_rows_and_plots(server, tmp_path):
     for name in ("experiments", "experiment", "model"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
         shutil.copy(tmp_path / f"{name}.png", OUTPUT / f"{name}.png")
+
+
+@pytest.fixture
+def lambda_server(tmp_path, db_url):
+    from synthetic_nni import make_nni_dir
+
+    from service.settings import Settings
+
+    # λ on layer 4 matters (best at λ = 1): enough trials for a 1-D fit of each layer and a 2-D
+    # fit of "3,4".
+    nni_dir = make_nni_dir(tmp_path / "lam", {
+        "expL": {"n_trials": 200, "model": "mlp4", "dataset": "digits", "seed": 5,
+                 "lambda_effect": {4: 1.0}},
+    })  # fmt: skip
+    with serve(Settings(database_url=db_url, nni_dir=nni_dir, sync_interval=0)) as base:
+        assert httpx.post(f"{base}/api/sync", timeout=120).status_code == 200
+        yield base
+
+
+def test_pages_draw_the_fitted_lambda_band_and_contour(lambda_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which(CHROMIUM), "Debian's chromium is needed: apt-get install chromium"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for path in ("/models/mlp4/digits", "/experiments/expL"):
+            page.goto(f"{lambda_server}{path}")
+            page.wait_for_selector("#lambda-response[data-drawn]", timeout=120_000)
+            # 1-D: the band is a filled trace under the fitted mean, over the trials' points.
+            one = page.locator("#lr-plot-4")
+            assert one.locator(".scatterlayer .trace").count() == 4  # band ×2, mean, trials
+            assert one.locator(".js-fill").count() >= 1
+            assert one.locator(".scatterlayer .points path").count() > 20
+            assert "recommended λ" in one.locator(".gtitle").text_content()
+            # 2-D: a contour of the fitted mean for layers 3 and 4.
+            two = page.locator("#lr-plot-3-4")
+            assert two.locator(".contourlayer .contour").count() == 1
+            assert two.locator(".contourlayer path").count() > 3
+            name = "lambda-model" if path.startswith("/models") else "lambda-experiment"
+            page.locator("#lambda-response").screenshot(path=tmp_path / f"{name}.png")
+            shutil.copy(tmp_path / f"{name}.png", OUTPUT / f"{name}.png")
+        browser.close()
