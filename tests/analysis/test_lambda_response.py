@@ -10,6 +10,7 @@ import random
 
 from analysis.best import best_lambda_per_layer
 from analysis.lambda_response import (
+    MAX_FIT_TRIALS,
     MIN_TRIALS,
     fit_lambda_response,
     group_lambda_responses,
@@ -43,6 +44,16 @@ def test_recommended_lambda_is_near_the_true_optimum_and_the_range_holds_it() ->
         assert all(
             a <= m <= b for a, m, b in zip(fit.band_low, fit.mean, fit.band_high, strict=True)
         )
+
+
+def test_a_large_group_is_fitted_on_a_fixed_sample_and_still_finds_the_optimum() -> None:
+    lams, errs = _parabola(MAX_FIT_TRIALS * 4, seed=5)
+    fit = fit_lambda_response([4], lams, errs)
+    assert fit.fitted and fit.n_trials == MAX_FIT_TRIALS * 4 and fit.fitted_on == MAX_FIT_TRIALS
+    assert abs(math.log10(fit.recommended[4])) < 0.5 and in_range(fit, {4: 1.0})
+    assert fit_lambda_response([4], lams, errs).recommended == fit.recommended  # the same sample
+    small = fit_lambda_response([4], *_parabola(60, seed=5))
+    assert small.fitted_on == small.n_trials == 60
 
 
 def test_two_layers_fit_on_a_grid() -> None:
