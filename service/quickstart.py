@@ -191,6 +191,18 @@ def summary(base: str, model: str, dataset: str) -> list[str]:
             f"  layer {row['layer']}: λ={row['lam']:.4g}  validation error {row['val_error']:.2f} %"
             f"  ({row['n_trials']} trials on this layer)"
         )
+    lines.append("fitted λ-response per layer subset (validation error vs log λ, all its trials):")
+    for sub in lambdas.get("subsets") or []:
+        name = "layers " + ",".join(map(str, sub["layers"]))
+        if sub.get("recommended") is None:
+            lines.append(f"  {name}: no fit ({sub.get('reason')})")
+            continue
+        fitted = ", ".join(
+            f"λ{k}≈{v:.3g} (range {sub['range'][k][0]:.3g}–{sub['range'][k][1]:.3g})"
+            for k, v in sub["recommended"].items()
+        )  # fmt: skip
+        lines.append(f"  {name}: {fitted}, fitted error {sub['best_fitted_error']:.2f} % "
+                     f"± {sub['noise']:.2f} noise sd ({sub['n_trials']} trials)")  # fmt: skip
     return lines
 
 

@@ -81,6 +81,8 @@ def test_quickstart_searches_confirms_and_prints_the_verdict_from_the_service(
         assert "service synced 1 experiment(s): trials " in text and "sync error" not in text
         assert "search's best trial for mlp4 on digits [epochs=2 lr=0.1 batch_size=32]" in text
         assert "validation error" in text and "best λ per layer:" in text
+        # 4 trials: too few for the fitted λ-response, and it says so instead of fitting.
+        assert "fitted λ-response per layer subset" in text and "no fit (" in text
         assert f"results UI: http://127.0.0.1:{port}/" in text
         # The λ it printed is the service's: the REST answer names the same trial.
         best = get(port, "/api/models/mlp4/digits/best-config")
