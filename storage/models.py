@@ -146,11 +146,8 @@ class TrialLayer(Base):
     lam: Mapped[float | None] = mapped_column(Float)
     var_init: Mapped[float | None] = mapped_column(Float)
     var_end: Mapped[float | None] = mapped_column(Float)
-    # Copies of the trial's columns: the recommendation aggregates without a join.
-    model: Mapped[str | None] = mapped_column(String(64))
-    dataset: Mapped[str | None] = mapped_column(String(64))
-    family: Mapped[str] = mapped_column(String(32))
-    val_error: Mapped[float | None] = mapped_column(Float)
+    # The trial's model, data set, family and error are read from the trial (a join by trial_id):
+    # copies here served an index no query used (migration 0006).
 
     trial: Mapped[Trial] = relationship(back_populates="layer_rows")
 
