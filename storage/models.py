@@ -86,9 +86,8 @@ class Trial(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    experiment_id: Mapped[int] = mapped_column(
-        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
-    )
+    # Indexed as the leading column of uq_trials_experiment_job (lookups and cascades alike).
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
     trial_job_id: Mapped[str] = mapped_column(String(64))
     # 64-bit: NNI allows any integer a JSON number holds there (a seed ≥ 2**31 is legal).
     sequence_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -133,24 +132,22 @@ class Trial(Base):
 class TrialLayer(Base):
     __tablename__ = "trial_layers"
     __table_args__ = (
+        # Also the index of the joins from trials (trial_id leads). No other index: every
+        # query reaches these rows from the trials it selected (issue 25: each index on values
+        # spread over the whole store costs a page written per row at ingest).
         UniqueConstraint("trial_id", "layer", name="uq_trial_layers_trial_layer"),
-        Index(
-            "ix_trial_layers_lookup", "model", "dataset", "family", "layer", "var_end", "var_init"
-        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    # Indexed as the leading column of uq_trial_layers_trial_layer.
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     layer: Mapped[int] = mapped_column(Integer)
     # Effective λ: 0 when the layer is not regularized; None when it is but no lambda_<k> was given.
     lam: Mapped[float | None] = mapped_column(Float)
     var_init: Mapped[float | None] = mapped_column(Float)
     var_end: Mapped[float | None] = mapped_column(Float)
-    # Copies of the trial's columns: the recommendation aggregates without a join.
-    model: Mapped[str | None] = mapped_column(String(64))
-    dataset: Mapped[str | None] = mapped_column(String(64))
-    family: Mapped[str] = mapped_column(String(32))
-    val_error: Mapped[float | None] = mapped_column(Float)
+    # The trial's model, data set, family and error are read from the trial (a join by trial_id):
+    # copies here served an index no query used (migration 0006).
 
     trial: Mapped[Trial] = relationship(back_populates="layer_rows")
 

@@ -319,10 +319,6 @@ def layer_rows(
                 "lam": lam,
                 "var_init": (final or {}).get(contract.var_init_key(k)),
                 "var_end": (final or {}).get(contract.var_key(k)),
-                "model": trial["model"],
-                "dataset": trial["dataset"],
-                "family": trial["family"],
-                "val_error": trial["val_error"],
             }
         )
     return rows

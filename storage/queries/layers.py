@@ -75,7 +75,7 @@ def vanilla_variance_per_layer(session: Session, trials: TrialSet) -> list[Layer
         .join(Trial, TrialLayer.trial_id == Trial.id)
         .where(
             *trial_set_conditions(trials),
-            TrialLayer.family == "vanilla",
+            Trial.family == "vanilla",
             TrialLayer.var_end.is_not(None),
         )
         .group_by(TrialLayer.layer)
