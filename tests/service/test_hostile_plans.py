@@ -104,5 +104,7 @@ def test_hostile_files_never_run_and_a_legitimate_search_still_confirms(
             nnictl("stop", started["nni_id"], env=nni_env(home))
     assert len(jobs) == started["plan"]["n_trials"] == 4
     assert all(j["status"] == "SUCCEEDED" for j in jobs), jobs
-    assert started["plan"]["experiment"]["trialCommand"].startswith("python -m trials.mlp ")
+    assert started["plan"]["experiment"]["trialCommand"].startswith(
+            "python -m trials.warm mlp "  # this installation's launcher, local: warm
+        )
     assert not any(p.exists() for p in sentinels.values())
