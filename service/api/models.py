@@ -70,13 +70,16 @@ async def best_lambda(cache: CacheDep, group: GroupDep) -> Response:
     """Per layer, the λ of the best single-layer NSR search trial on it; per NSR layer subset
     (one or two layers), the λ-response fit's recommended λ, near-optimal range, trials and
     noise sd (null, with the reason, below the minimum of trials)."""
-    single, fits = await asyncio.gather(
-        cache.bytes(("best-lambda", group), JsonBytes(partial(best.best_lambda_per_layer,
-                                                              group=group))),
-        # The same heavy cache entry as …/lambda-response: one fit per data version for both.
-        _lambda_responses(cache, group),
-    )  # fmt: skip
+    single = await _best_single(cache, group)  # cheap, first: an unknown group is a 404 here
+    # The same heavy cache entry as …/lambda-response: one fit per data version for both.
+    fits = await _lambda_responses(cache, group)
     return Response(best.with_fits(single, fits), media_type="application/json")
+
+
+async def _best_single(cache: ResponseCache, group: queries.Group) -> bytes:
+    return await cache.bytes(
+        ("best-lambda", group), JsonBytes(partial(best.best_lambda_per_layer, group=group))
+    )
 
 
 @router.get("/{model}/{dataset}/lambda-response")
@@ -84,6 +87,9 @@ async def lambda_response(cache: CacheDep, group: GroupDep) -> Response:
     """Per NSR layer subset (one or two layers), validation error fitted on log10 λ (a Gaussian
     process with a noise term): the recommended λ, the near-optimal range, the noise and the
     fitted curve with its band (a grid for two layers); below the minimum of trials, why not."""
+    # A cheap answer first: an unknown group is a 404 without queueing a heavy fit (a flood of
+    # made-up groups filled the heavy lane with 503s).
+    await _best_single(cache, group)
     return Response(await _lambda_responses(cache, group), media_type="application/json")
 
 
