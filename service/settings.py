@@ -34,6 +34,11 @@ def data_dir() -> Path:
     return Path(base) / "nsr-search"
 
 
+def custom_models_path() -> Path:
+    """The registry of custom models `new-search` writes (trials/model_registry.py)."""
+    return data_dir() / "custom_models.json"
+
+
 def default_database_url() -> str:
     return f"sqlite:///{data_dir() / 'nsr.sqlite'}"
 
