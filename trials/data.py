@@ -182,13 +182,13 @@ def _idx_path(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _split_train_val(
-    x: Tensor, y: Tensor, n_val: int, split_seed: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    # A fixed split seed, independent of the training seed: all trials validate on the same images.
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
-    val, train = perm[:n_val], perm[n_val:]
-    return x[train], y[train], x[val], y[val]
+def _split_indices(n: int, n_val: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices of ``n`` examples.
+
+    A fixed split seed, independent of the training seed: all trials validate on the same images.
+    """
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed)).numpy()
+    return perm[n_val:], perm[:n_val]
 
 
 def load_idx_dataset(name: str, data_root: str, split_seed: int, download: bool = True) -> Splits:
@@ -203,9 +203,11 @@ def load_idx_dataset(name: str, data_root: str, split_seed: int, download: bool 
             raise TrialError(f"data set {name!r}: cannot read {path}: {exc}") from None
     to_x = lambda a: torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)  # noqa: E731
     to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
-    tx, ty, vx, vy = _split_train_val(
-        to_x(arrays["train_x"]), to_y(arrays["train_y"]), MNIST_VALIDATION, split_seed
-    )
+    # Split the uint8 images, then convert each part: the same floats as converting first
+    # (elementwise), for a quarter of the bytes gathered (~0.15 s of every MNIST trial's start).
+    train, val = _split_indices(len(arrays["train_x"]), MNIST_VALIDATION, split_seed)
+    tx, vx = (to_x(arrays["train_x"][i]) for i in (train, val))
+    ty, vy = (to_y(arrays["train_y"][i]) for i in (train, val))
     return Splits(tx, ty, vx, vy, to_x(arrays["test_x"]), to_y(arrays["test_y"]), 10)
 
 
